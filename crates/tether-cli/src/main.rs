@@ -1,0 +1,3 @@
+//! The `tether` command-line tool.
+
+fn main() {}
