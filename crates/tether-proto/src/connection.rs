@@ -1,0 +1,572 @@
+//! The connection state machine: frame validation, message assembly, limits and the close
+//! handshake.
+//!
+//! [`Connection::read`] takes the bytes received so far in a `BytesMut` and returns one
+//! [`Event`] at a time, consuming the bytes it used. A frame's payload is unmasked and, for text,
+//! UTF-8 checked as it arrives, so a violation is reported as soon as it is certain, even in the
+//! middle of a large frame. A message that fits in one frame is handed out as a slice of the
+//! input buffer without a copy. The `encode_*` methods append frames to an output buffer and
+//! refuse what the state forbids (data after a close, a second close).
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::close::CloseFrame;
+use crate::error::ProtocolError;
+use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, Opcode, apply_mask};
+use crate::message::{Message, Utf8Bytes};
+use crate::utf8::Utf8Validator;
+
+/// Which end of the connection this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(clippy::exhaustive_enums)] // A WebSocket connection has exactly two ends.
+pub enum Role {
+    /// The client: masks what it sends, expects unmasked frames.
+    Client,
+    /// The server: expects masked frames, sends unmasked.
+    Server,
+}
+
+/// One side of the connection, as seen from this endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(clippy::exhaustive_enums)] // There are two sides.
+pub enum Side {
+    /// This endpoint.
+    Local,
+    /// The peer.
+    Remote,
+}
+
+/// Size limits. Every limit is checked when a frame header arrives, before its payload is
+/// buffered, so an oversized frame or message fails fast with 1009.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// The largest message, in bytes, after reassembly. Default: 1 MiB.
+    pub max_message_size: usize,
+    /// The largest single frame payload, in bytes. Default: 1 MiB.
+    pub max_frame_size: usize,
+}
+
+impl Limits {
+    /// The default message and frame limit: 1 MiB.
+    pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;
+
+    /// Limits with both maxima set to `max` bytes.
+    pub const fn new(max: usize) -> Self {
+        Self {
+            max_message_size: max,
+            max_frame_size: max,
+        }
+    }
+
+    /// These limits with the frame limit set to `max` bytes.
+    pub const fn with_max_frame_size(mut self, max: usize) -> Self {
+        self.max_frame_size = max;
+        self
+    }
+
+    /// These limits with the message limit set to `max` bytes.
+    pub const fn with_max_message_size(mut self, max: usize) -> Self {
+        self.max_message_size = max;
+        self
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::new(Self::DEFAULT_MAX_MESSAGE_SIZE)
+    }
+}
+
+/// What the peer sent, one item at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A complete data message.
+    Message(Message),
+    /// A ping. The caller owes the peer a pong with the same payload:
+    /// [`Connection::encode_pong`].
+    Ping(Bytes),
+    /// A pong (solicited or not; unsolicited pongs need no action).
+    Pong(Bytes),
+    /// A close frame. `None` when the peer sent no status code. If this endpoint had not sent
+    /// a close yet, it owes a reply: [`Connection::encode_close_reply`].
+    Close(Option<CloseFrame>),
+}
+
+/// Why a frame could not be encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// A close frame has been sent or received, or the connection failed: no more data frames
+    /// may be sent.
+    Closed,
+    /// A close frame was already sent.
+    AlreadyClosing,
+    /// A ping or pong payload was longer than 125 bytes.
+    ControlTooLong {
+        /// The payload length.
+        len: usize,
+    },
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Closed => f.write_str("the connection is closing or closed"),
+            Self::AlreadyClosing => f.write_str("a close frame was already sent"),
+            Self::ControlTooLong { len } => {
+                write!(
+                    f,
+                    "control payload too long: expected at most 125 bytes, found {len}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// The close handshake state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseState {
+    /// No close frame either way: data flows.
+    Open,
+    /// This endpoint sent a close frame and waits for the peer's.
+    CloseSent,
+    /// The peer sent a close frame; this endpoint owes a reply.
+    CloseReceived,
+    /// Both close frames were exchanged: the handshake is complete.
+    Closed,
+    /// The peer violated the protocol; no more input is processed.
+    Failed,
+}
+
+/// A frame whose header has been read and whose payload is arriving.
+#[derive(Debug, Clone, Copy)]
+struct IncomingFrame {
+    header: FrameHeader,
+    /// The payload length (bounded by the limits, so it fits in memory).
+    len: usize,
+    /// How many payload bytes at the start of the input have been unmasked and checked.
+    processed: usize,
+    /// Whether the payload is text that must be UTF-8 checked as it arrives.
+    is_text: bool,
+}
+
+/// A fragmented message being reassembled.
+#[derive(Debug)]
+struct PartialMessage {
+    is_text: bool,
+    buf: BytesMut,
+}
+
+/// The sans-IO WebSocket connection: feed it received bytes, get events; ask it to encode
+/// frames, write what it appends.
+#[derive(Debug)]
+pub struct Connection {
+    role: Role,
+    limits: Limits,
+    /// The reserved bits a negotiated extension allows (none yet).
+    allowed_rsv: u8,
+    frame: Option<IncomingFrame>,
+    message: Option<PartialMessage>,
+    utf8: Utf8Validator,
+    sent_close: bool,
+    received_close: Option<Option<CloseFrame>>,
+    failed: bool,
+    closed_by: Option<Side>,
+}
+
+impl Connection {
+    /// A connection in the open state, after a successful opening handshake.
+    pub fn new(role: Role, limits: Limits) -> Self {
+        Self {
+            role,
+            limits,
+            allowed_rsv: 0,
+            frame: None,
+            message: None,
+            utf8: Utf8Validator::new(),
+            sent_close: false,
+            received_close: None,
+            failed: false,
+            closed_by: None,
+        }
+    }
+
+    /// This endpoint's role.
+    pub const fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The limits in force.
+    pub const fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The close handshake state.
+    pub const fn state(&self) -> CloseState {
+        match (self.failed, self.sent_close, self.received_close.is_some()) {
+            (true, _, _) => CloseState::Failed,
+            (false, false, false) => CloseState::Open,
+            (false, true, false) => CloseState::CloseSent,
+            (false, false, true) => CloseState::CloseReceived,
+            (false, true, true) => CloseState::Closed,
+        }
+    }
+
+    /// Who sent the first close frame, once one was sent or received.
+    pub const fn closed_by(&self) -> Option<Side> {
+        self.closed_by
+    }
+
+    /// The close frame the peer sent, once it sent one (`Some(None)`: it sent no status).
+    pub const fn peer_close(&self) -> Option<&Option<CloseFrame>> {
+        self.received_close.as_ref()
+    }
+
+    /// Whether a fragmented message or a partial frame is in progress (the caller must keep
+    /// its buffered bytes).
+    pub const fn is_mid_message(&self) -> bool {
+        self.frame.is_some() || self.message.is_some()
+    }
+
+    /// Whether more input is expected: false once the peer's close arrived or the connection
+    /// failed.
+    pub const fn wants_read(&self) -> bool {
+        !self.failed && self.received_close.is_none()
+    }
+
+    /// Reads the next event from `input`, consuming the bytes it used.
+    ///
+    /// Returns `Ok(None)` when `input` holds no complete event yet: read more bytes, append
+    /// them and call again. After the peer's close frame, or after an error, input is
+    /// ignored.
+    ///
+    /// # Errors
+    /// A [`ProtocolError`] when the peer violated the protocol or a limit. The connection is
+    /// then failed: send [`ProtocolError::close_frame`] with [`Connection::encode_close`] and
+    /// drop the transport.
+    pub fn read(&mut self, input: &mut BytesMut) -> Result<Option<Event>, ProtocolError> {
+        if !self.wants_read() {
+            input.clear();
+            return Ok(None);
+        }
+        let result = self.read_event(input);
+        if result.is_err() {
+            self.failed = true;
+            self.frame = None;
+            self.message = None;
+            input.clear();
+        }
+        result
+    }
+
+    fn read_event(&mut self, input: &mut BytesMut) -> Result<Option<Event>, ProtocolError> {
+        loop {
+            if self.frame.is_none() {
+                let Some((header, header_len)) = FrameHeader::decode(input)? else {
+                    return Ok(None);
+                };
+                let frame = self.accept_header(header)?;
+                input.advance(header_len);
+                self.frame = Some(frame);
+            }
+            let Some(frame) = &mut self.frame else {
+                continue;
+            };
+
+            let available = input.len().min(frame.len);
+            if available > frame.processed {
+                if let Some(fresh) = input.get_mut(frame.processed..available) {
+                    if let Some(key) = frame.header.mask {
+                        apply_mask(fresh, key, frame.processed);
+                    }
+                    if frame.is_text {
+                        self.utf8
+                            .feed(fresh)
+                            .map_err(|_| ProtocolError::InvalidUtf8)?;
+                    }
+                }
+                frame.processed = available;
+            }
+            if frame.processed < frame.len {
+                return Ok(None);
+            }
+
+            let header = frame.header;
+            let len = frame.len;
+            self.frame = None;
+            let payload = input.split_to(len).freeze();
+            if let Some(event) = self.complete_frame(header, payload)? {
+                return Ok(Some(event));
+            }
+        }
+    }
+
+    /// Checks a header against the role, the state and the limits.
+    fn accept_header(&mut self, header: FrameHeader) -> Result<IncomingFrame, ProtocolError> {
+        if header.rsv & !self.allowed_rsv != 0 {
+            return Err(ProtocolError::ReservedBitsSet { bits: header.rsv });
+        }
+        match (self.role, header.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
+            _ => {}
+        }
+        let is_text = if header.opcode.is_control() {
+            if !header.fin {
+                return Err(ProtocolError::FragmentedControlFrame);
+            }
+            if header.payload_len > MAX_CONTROL_PAYLOAD as u64 {
+                return Err(ProtocolError::ControlFrameTooLong {
+                    len: header.payload_len,
+                });
+            }
+            false
+        } else {
+            let is_text = match (header.opcode, &self.message) {
+                (Opcode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+                (Opcode::Continuation, Some(partial)) => partial.is_text,
+                (_, Some(_)) => return Err(ProtocolError::ExpectedContinuation),
+                (opcode, None) => {
+                    self.utf8.reset();
+                    opcode == Opcode::Text
+                }
+            };
+            if header.payload_len > self.limits.max_frame_size as u64 {
+                return Err(ProtocolError::FrameTooBig {
+                    size: header.payload_len,
+                    max: self.limits.max_frame_size,
+                });
+            }
+            let so_far = self.message.as_ref().map_or(0, |partial| partial.buf.len());
+            let total = so_far as u64 + header.payload_len;
+            if total > self.limits.max_message_size as u64 {
+                return Err(ProtocolError::MessageTooBig {
+                    size: total,
+                    max: self.limits.max_message_size,
+                });
+            }
+            is_text
+        };
+        // The limits above bound data frames and control frames are at most 125 bytes, so the
+        // length fits in usize; a 32-bit target with a huge limit still fails cleanly here.
+        let len = usize::try_from(header.payload_len).map_err(|_| ProtocolError::FrameTooBig {
+            size: header.payload_len,
+            max: self.limits.max_frame_size,
+        })?;
+        Ok(IncomingFrame {
+            header,
+            len,
+            processed: 0,
+            is_text,
+        })
+    }
+
+    /// Turns a complete frame into an event, or folds it into the message being assembled.
+    fn complete_frame(
+        &mut self,
+        header: FrameHeader,
+        payload: Bytes,
+    ) -> Result<Option<Event>, ProtocolError> {
+        let message = match header.opcode {
+            Opcode::Ping => return Ok(Some(Event::Ping(payload))),
+            Opcode::Pong => return Ok(Some(Event::Pong(payload))),
+            Opcode::Close => {
+                let frame = CloseFrame::parse(payload)?;
+                if !self.sent_close {
+                    self.closed_by = Some(Side::Remote);
+                }
+                self.received_close = Some(frame.clone());
+                self.frame = None;
+                self.message = None;
+                return Ok(Some(Event::Close(frame)));
+            }
+            Opcode::Text | Opcode::Binary if header.fin => {
+                if header.opcode == Opcode::Text {
+                    self.finish_text()?;
+                    Message::Text(Utf8Bytes::from_validated(payload))
+                } else {
+                    Message::Binary(payload)
+                }
+            }
+            Opcode::Text | Opcode::Binary => {
+                let mut buf = BytesMut::with_capacity(payload.len().max(256));
+                buf.extend_from_slice(&payload);
+                self.message = Some(PartialMessage {
+                    is_text: header.opcode == Opcode::Text,
+                    buf,
+                });
+                return Ok(None);
+            }
+            Opcode::Continuation => {
+                let Some(partial) = &mut self.message else {
+                    return Err(ProtocolError::UnexpectedContinuation);
+                };
+                partial.buf.extend_from_slice(&payload);
+                if !header.fin {
+                    return Ok(None);
+                }
+                let Some(partial) = self.message.take() else {
+                    return Err(ProtocolError::UnexpectedContinuation);
+                };
+                let bytes = partial.buf.freeze();
+                if partial.is_text {
+                    self.finish_text()?;
+                    Message::Text(Utf8Bytes::from_validated(bytes))
+                } else {
+                    Message::Binary(bytes)
+                }
+            }
+        };
+        Ok(Some(Event::Message(message)))
+    }
+
+    fn finish_text(&mut self) -> Result<(), ProtocolError> {
+        self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)
+    }
+
+    /// Appends a data message as one frame.
+    ///
+    /// `mask` must be a fresh, unpredictable key for a client and `None` for a server.
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] once a close frame was sent or received, or the connection failed.
+    pub fn encode_message(
+        &mut self,
+        message: &Message,
+        mask: Option<[u8; 4]>,
+        out: &mut BytesMut,
+    ) -> Result<(), SendError> {
+        if self.sent_close || self.received_close.is_some() || self.failed {
+            return Err(SendError::Closed);
+        }
+        let opcode = if message.is_text() {
+            Opcode::Text
+        } else {
+            Opcode::Binary
+        };
+        encode_frame(opcode, message.payload(), mask, out);
+        Ok(())
+    }
+
+    /// Appends a ping.
+    ///
+    /// # Errors
+    /// [`SendError::ControlTooLong`] for a payload over 125 bytes; [`SendError::Closed`] once
+    /// a close frame was sent or received.
+    pub fn encode_ping(
+        &mut self,
+        payload: &[u8],
+        mask: Option<[u8; 4]>,
+        out: &mut BytesMut,
+    ) -> Result<(), SendError> {
+        self.encode_control(Opcode::Ping, payload, mask, out)
+    }
+
+    /// Appends the pong owed for a ping with `payload`.
+    ///
+    /// # Errors
+    /// As [`Connection::encode_ping`].
+    pub fn encode_pong(
+        &mut self,
+        payload: &[u8],
+        mask: Option<[u8; 4]>,
+        out: &mut BytesMut,
+    ) -> Result<(), SendError> {
+        self.encode_control(Opcode::Pong, payload, mask, out)
+    }
+
+    fn encode_control(
+        &mut self,
+        opcode: Opcode,
+        payload: &[u8],
+        mask: Option<[u8; 4]>,
+        out: &mut BytesMut,
+    ) -> Result<(), SendError> {
+        if self.sent_close || self.received_close.is_some() || self.failed {
+            return Err(SendError::Closed);
+        }
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(SendError::ControlTooLong { len: payload.len() });
+        }
+        encode_frame(opcode, payload, mask, out);
+        Ok(())
+    }
+
+    /// Appends a close frame: this endpoint starts the close handshake (or, after the peer's
+    /// close, replies with `frame`; or fails the connection after a protocol error).
+    ///
+    /// `None` sends a close frame without a status code.
+    ///
+    /// # Errors
+    /// [`SendError::AlreadyClosing`] if a close frame was already sent: never send two.
+    pub fn encode_close(
+        &mut self,
+        frame: Option<&CloseFrame>,
+        mask: Option<[u8; 4]>,
+        out: &mut BytesMut,
+    ) -> Result<(), SendError> {
+        if self.sent_close {
+            return Err(SendError::AlreadyClosing);
+        }
+        let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
+        let len = match frame {
+            Some(frame) => {
+                let mut cursor = payload.as_mut_slice();
+                frame.encode_payload(&mut cursor);
+                frame.encoded_len()
+            }
+            None => 0,
+        };
+        encode_frame(
+            Opcode::Close,
+            payload.get(..len).unwrap_or_default(),
+            mask,
+            out,
+        );
+        self.sent_close = true;
+        if self.closed_by.is_none() {
+            self.closed_by = Some(Side::Local);
+        }
+        Ok(())
+    }
+
+    /// Appends the reply owed to the peer's close frame: the same code (or no code if the peer
+    /// sent none), without a reason.
+    ///
+    /// # Errors
+    /// [`SendError::AlreadyClosing`] if a close frame was already sent.
+    pub fn encode_close_reply(
+        &mut self,
+        mask: Option<[u8; 4]>,
+        out: &mut BytesMut,
+    ) -> Result<(), SendError> {
+        let reply = match &self.received_close {
+            Some(Some(frame)) => Some(CloseFrame::new(frame.code, crate::close::Reason::empty())),
+            _ => None,
+        };
+        self.encode_close(reply.as_ref(), mask, out)
+    }
+}
+
+/// Appends one complete (FIN) frame with `payload`, masked with `mask` when given.
+pub fn encode_frame(opcode: Opcode, payload: &[u8], mask: Option<[u8; 4]>, out: &mut BytesMut) {
+    let header = FrameHeader {
+        fin: true,
+        rsv: 0,
+        opcode,
+        mask,
+        payload_len: payload.len() as u64,
+    };
+    out.reserve(header.encoded_len() + payload.len());
+    header.encode(out);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    if let (Some(key), Some(body)) = (mask, out.get_mut(start..)) {
+        apply_mask(body, key, 0);
+    }
+}
