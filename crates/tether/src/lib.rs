@@ -1,4 +1,18 @@
 //! # tether
 //!
 //! The async WebSocket library of Tether on tokio: a thin transport loop over the sans-IO
-//! `tether-proto` core, a server accept path and a client connect path.
+//! [`tether_proto`] core, a server accept path and a client connect path.
+//!
+//! ## Overview
+//!
+//! - [`WebSocket`] is an open connection: `recv`, `send`, `close`, or `split` into a
+//!   [`Receiver`] and a cloneable [`Sender`].
+//! - [`Error`] is one opaque error with a [`kind`](Error::kind) for every failure.
+
+mod error;
+mod mask_keys;
+pub mod transport;
+
+pub use error::{BadStatus, Error, ErrorKind, TimeoutPhase};
+pub use tether_proto::{CloseCode, CloseFrame, Message, Reason, Side, Utf8Bytes};
+pub use transport::{CloseInfo, CloseReason, Config, Receiver, Sender, WebSocket};

@@ -1,0 +1,269 @@
+//! The error type shared by the transport, the server accept path and the client.
+//!
+//! [`Error`] is opaque and one pointer wide; [`Error::kind`] and the `is_*` predicates say what
+//! happened, `source()` chains to the underlying cause, and a failed send gives its message
+//! back ([`Error::into_message`]).
+
+use std::fmt;
+use std::io;
+
+use tether_proto::{Message, ProtocolError};
+
+/// What kind of failure an [`Error`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The peer violated the WebSocket protocol (framing, handshake, close payload): the
+    /// connection was failed with a close code from the 1002 family.
+    Protocol,
+    /// The peer sent data inconsistent with its type: invalid UTF-8 in a text message (1007),
+    /// or a message over the size limit (1009).
+    Payload,
+    /// The connection is closed: sending after a close, or the TCP connection ended without
+    /// a close frame (abnormal closure). Reconnect if the application still needs it.
+    ConnectionClosed,
+    /// An operation did not finish in time; [`Error::timeout_phase`] says which.
+    Timeout,
+    /// The address could not be used: a malformed URL, a name that did not resolve.
+    Address,
+    /// The server answered the opening handshake with a status other than 101.
+    BadStatus,
+    /// An I/O error on the underlying transport.
+    Io,
+}
+
+/// The phase of a [`ErrorKind::Timeout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TimeoutPhase {
+    /// Establishing the TCP connection.
+    Connect,
+    /// The opening handshake (HTTP upgrade request and response).
+    Handshake,
+    /// Waiting for the peer's close frame or for the TCP connection to end after it.
+    Close,
+}
+
+impl fmt::Display for TimeoutPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Connect => "connect",
+            Self::Handshake => "handshake",
+            Self::Close => "close",
+        })
+    }
+}
+
+/// Details of a handshake answered with a status other than 101.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BadStatus {
+    /// The HTTP status.
+    pub status: u16,
+    /// The reason phrase the server sent.
+    pub reason: String,
+    /// The response headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// The response body, capped at the configured size.
+    pub body: bytes::Bytes,
+}
+
+#[derive(Debug)]
+enum Repr {
+    Protocol(ProtocolError),
+    Closed(Option<Message>),
+    AbnormalClosure,
+    Timeout(TimeoutPhase),
+    Address(String, Option<io::Error>),
+    BadStatus(BadStatus),
+    Io(io::Error),
+}
+
+/// A Tether error: opaque, one pointer wide, with a [`kind`](Error::kind).
+pub struct Error {
+    inner: Box<Repr>,
+}
+
+impl Error {
+    fn new(repr: Repr) -> Self {
+        Self {
+            inner: Box::new(repr),
+        }
+    }
+
+    pub(crate) fn protocol(error: ProtocolError) -> Self {
+        Self::new(Repr::Protocol(error))
+    }
+
+    pub(crate) fn closed(message: Option<Message>) -> Self {
+        Self::new(Repr::Closed(message))
+    }
+
+    pub(crate) fn abnormal_closure() -> Self {
+        Self::new(Repr::AbnormalClosure)
+    }
+
+    pub(crate) fn timeout(phase: TimeoutPhase) -> Self {
+        Self::new(Repr::Timeout(phase))
+    }
+
+    pub(crate) fn address(detail: impl Into<String>, source: Option<io::Error>) -> Self {
+        Self::new(Repr::Address(detail.into(), source))
+    }
+
+    pub(crate) fn from_bad_status(status: BadStatus) -> Self {
+        Self::new(Repr::BadStatus(status))
+    }
+
+    pub(crate) fn io(error: io::Error) -> Self {
+        Self::new(Repr::Io(error))
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> ErrorKind {
+        match &*self.inner {
+            Repr::Protocol(error) => match error.close_code().as_u16() {
+                1007 | 1009 => ErrorKind::Payload,
+                _ => ErrorKind::Protocol,
+            },
+            Repr::Closed(_) | Repr::AbnormalClosure => ErrorKind::ConnectionClosed,
+            Repr::Timeout(_) => ErrorKind::Timeout,
+            Repr::Address(..) => ErrorKind::Address,
+            Repr::BadStatus(_) => ErrorKind::BadStatus,
+            Repr::Io(_) => ErrorKind::Io,
+        }
+    }
+
+    /// The protocol violation, for [`ErrorKind::Protocol`] and [`ErrorKind::Payload`] errors
+    /// raised on an open connection.
+    pub fn protocol_error(&self) -> Option<&ProtocolError> {
+        match &*self.inner {
+            Repr::Protocol(error) => Some(error),
+            _ => None,
+        }
+    }
+
+    /// The rejected handshake's status, headers and body, for [`ErrorKind::BadStatus`].
+    pub fn bad_status(&self) -> Option<&BadStatus> {
+        match &*self.inner {
+            Repr::BadStatus(status) => Some(status),
+            _ => None,
+        }
+    }
+
+    /// The phase that timed out, for [`ErrorKind::Timeout`].
+    pub fn timeout_phase(&self) -> Option<TimeoutPhase> {
+        match &*self.inner {
+            Repr::Timeout(phase) => Some(*phase),
+            _ => None,
+        }
+    }
+
+    /// Whether the connection ended without a close frame (close code 1006 as a state).
+    pub fn is_abnormal_closure(&self) -> bool {
+        matches!(&*self.inner, Repr::AbnormalClosure)
+    }
+
+    /// Whether this is [`ErrorKind::ConnectionClosed`].
+    pub fn is_closed(&self) -> bool {
+        self.kind() == ErrorKind::ConnectionClosed
+    }
+
+    /// Whether this is [`ErrorKind::Timeout`].
+    pub fn is_timeout(&self) -> bool {
+        self.kind() == ErrorKind::Timeout
+    }
+
+    /// Whether this is [`ErrorKind::Io`].
+    pub fn is_io(&self) -> bool {
+        self.kind() == ErrorKind::Io
+    }
+
+    /// The message a failed send gives back, if any.
+    pub fn into_message(self) -> Option<Message> {
+        match *self.inner {
+            Repr::Closed(message) => message,
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind())
+            .field("detail", &self.inner)
+            .finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &*self.inner {
+            Repr::Protocol(error) => write!(f, "protocol error: {error}"),
+            Repr::Closed(_) => f.write_str("connection closed"),
+            Repr::AbnormalClosure => f.write_str(
+                "connection closed abnormally: the transport ended without a close frame",
+            ),
+            Repr::Timeout(phase) => write!(f, "{phase} timed out"),
+            Repr::Address(detail, _) => write!(f, "bad address: {detail}"),
+            Repr::BadStatus(status) => write!(
+                f,
+                "handshake rejected: expected status 101, found {} {}",
+                status.status, status.reason
+            ),
+            Repr::Io(error) => write!(f, "i/o error: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &*self.inner {
+            Repr::Protocol(error) => Some(error),
+            Repr::Address(_, Some(error)) | Repr::Io(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(error: io::Error) -> Self {
+        Self::io(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_is_one_pointer_wide_and_thread_safe() {
+        assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<Error>();
+    }
+
+    #[test]
+    fn kinds_follow_the_close_code_family() {
+        assert_eq!(
+            Error::protocol(ProtocolError::InvalidUtf8).kind(),
+            ErrorKind::Payload
+        );
+        assert_eq!(
+            Error::protocol(ProtocolError::MessageTooBig { size: 2, max: 1 }).kind(),
+            ErrorKind::Payload
+        );
+        assert_eq!(
+            Error::protocol(ProtocolError::MaskedFrame).kind(),
+            ErrorKind::Protocol
+        );
+        assert_eq!(
+            Error::abnormal_closure().kind(),
+            ErrorKind::ConnectionClosed
+        );
+        assert!(Error::abnormal_closure().is_abnormal_closure());
+        let back = Error::closed(Some(Message::text("kept"))).into_message();
+        assert_eq!(back, Some(Message::text("kept")));
+    }
+}

@@ -1,0 +1,265 @@
+//! The receiving half: reads, drives the core, answers pings and completes the close
+//! handshake.
+//!
+//! After a close handshake the server ends the TCP connection first, as RFC 6455 section 7.1.1
+//! asks, and the client waits (bounded by the close timeout) for the server to do so. After a
+//! protocol violation the receiver sends the error's close frame, ends its write side and
+//! drains what the peer still sends until it hangs up, so the close frame is not lost to a TCP
+//! reset. The waiting happens in a background task that owns the read half, so `recv` reports
+//! the end at once.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tether_proto::{CloseFrame, Event, Message, ProtocolError, Role, Side};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
+
+use super::sender::WriteError;
+use super::{CloseInfo, CloseReason, Shared};
+use crate::error::{Error, TimeoutPhase};
+
+/// Spare room ensured in the read buffer before each read.
+const READ_CHUNK: usize = 4096;
+
+/// A read buffer larger than this is released once it is empty.
+const MAX_RETAINED_READ_BUFFER: usize = 64 * 1024;
+
+/// The receiving half of a connection.
+#[derive(Debug)]
+pub struct Receiver<S> {
+    shared: Arc<Shared<S>>,
+    /// `None` once handed to the background task that ends the connection.
+    io: Option<ReadHalf<S>>,
+    buf: BytesMut,
+    close_info: Option<CloseInfo>,
+    done: bool,
+}
+
+impl<S: AsyncRead + AsyncWrite + Send + 'static> Receiver<S> {
+    pub(crate) fn new(shared: Arc<Shared<S>>, io: ReadHalf<S>, leftover: BytesMut) -> Self {
+        Self {
+            shared,
+            io: Some(io),
+            buf: leftover,
+            close_info: None,
+            done: false,
+        }
+    }
+
+    /// Receives the next data message; see [`WebSocket::recv`](super::WebSocket::recv).
+    ///
+    /// # Errors
+    /// As [`WebSocket::recv`](super::WebSocket::recv).
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        if self.done {
+            return None;
+        }
+        let next = self.next_message().await;
+        match next {
+            Ok(Some(message)) => Some(Ok(message)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(error) => {
+                self.done = true;
+                Some(Err(error))
+            }
+        }
+    }
+
+    /// How the connection ended, once it has.
+    pub fn close_info(&self) -> Option<&CloseInfo> {
+        self.close_info.as_ref()
+    }
+
+    async fn next_message(&mut self) -> Result<Option<Message>, Error> {
+        loop {
+            let event = self.shared.proto().conn.read(&mut self.buf);
+            match event {
+                Ok(Some(Event::Message(message))) => {
+                    self.release_idle_buffer();
+                    return Ok(Some(message));
+                }
+                Ok(Some(Event::Ping(payload))) => self.answer_ping(&payload).await?,
+                Ok(Some(Event::Close(frame))) => {
+                    self.on_peer_close(frame).await;
+                    return Ok(None);
+                }
+                Ok(Some(_)) => {} // pongs need no action
+                Ok(None) => {
+                    if !self.fill().await? {
+                        return self.on_eof().await;
+                    }
+                }
+                Err(error) => {
+                    self.fail(&error).await;
+                    return Err(Error::protocol(error));
+                }
+            }
+        }
+    }
+
+    /// Reads more bytes; `false` at end of stream. Bounded by the close deadline once we
+    /// have sent a close frame.
+    async fn fill(&mut self) -> Result<bool, Error> {
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 2 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        let deadline = self.shared.proto().close_deadline;
+        let Some(io) = self.io.as_mut() else {
+            return Ok(false);
+        };
+        let read = io.read_buf(&mut self.buf);
+        let result = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, read).await {
+                Ok(result) => result,
+                Err(_) => {
+                    let ours = self.shared.proto().sent_close.clone().flatten();
+                    self.close_info = Some(CloseInfo {
+                        initiated_by: Side::Local,
+                        reason: CloseReason::from_frame(ours),
+                    });
+                    shutdown_write(&self.shared).await;
+                    return Err(Error::timeout(TimeoutPhase::Close));
+                }
+            },
+            None => read.await,
+        };
+        match result {
+            Ok(read) => Ok(read > 0),
+            Err(error) => {
+                self.shared.proto().terminated = true;
+                self.close_info = Some(CloseInfo {
+                    initiated_by: Side::Remote,
+                    reason: CloseReason::Abnormal,
+                });
+                Err(Error::io(error))
+            }
+        }
+    }
+
+    async fn answer_ping(&mut self, payload: &[u8]) -> Result<(), Error> {
+        match self
+            .shared
+            .write_frame(|proto, mask, out| proto.conn.encode_pong(payload, mask, out))
+            .await
+        {
+            // Closing: no pong is owed any more.
+            Ok(()) | Err(WriteError::State(_)) => Ok(()),
+            Err(WriteError::Io(error)) => Err(Error::io(error)),
+        }
+    }
+
+    async fn on_peer_close(&mut self, frame: Option<CloseFrame>) {
+        let ours = self.shared.proto().sent_close.clone();
+        let info = match ours {
+            Some(ours) => CloseInfo {
+                initiated_by: Side::Local,
+                reason: CloseReason::from_frame(ours),
+            },
+            None => {
+                let reply = self
+                    .shared
+                    .write_frame(|proto, mask, out| proto.conn.encode_close_reply(mask, out));
+                // If the reply cannot be written the peer learns of the end from the TCP
+                // close; the handshake is over from our side either way.
+                let _ = tokio::time::timeout(self.shared.config.close_timeout, reply).await;
+                CloseInfo {
+                    initiated_by: Side::Remote,
+                    reason: CloseReason::from_frame(frame),
+                }
+            }
+        };
+        self.close_info = Some(info);
+        self.end_transport().await;
+    }
+
+    async fn on_eof(&mut self) -> Result<Option<Message>, Error> {
+        let ours = self.shared.proto().sent_close.clone();
+        shutdown_write(&self.shared).await;
+        match ours {
+            // We started the close and the peer hung up without answering: the end we
+            // asked for, without its confirmation.
+            Some(ours) => {
+                self.close_info = Some(CloseInfo {
+                    initiated_by: Side::Local,
+                    reason: CloseReason::from_frame(ours),
+                });
+                Ok(None)
+            }
+            None => {
+                self.close_info = Some(CloseInfo {
+                    initiated_by: Side::Remote,
+                    reason: CloseReason::Abnormal,
+                });
+                Err(Error::abnormal_closure())
+            }
+        }
+    }
+
+    /// Fails the connection: sends the error's close frame, then ends the transport.
+    async fn fail(&mut self, error: &ProtocolError) {
+        let frame = error.close_frame();
+        let write = self.shared.write_frame(|proto, mask, out| {
+            proto.conn.encode_close(Some(&frame), mask, out)?;
+            proto.sent_close = Some(Some(frame.clone()));
+            Ok(())
+        });
+        let _ = tokio::time::timeout(self.shared.config.close_timeout, write).await;
+        self.close_info = Some(CloseInfo {
+            initiated_by: Side::Local,
+            reason: CloseReason::Frame(frame),
+        });
+        shutdown_write(&self.shared).await;
+        self.linger(false);
+    }
+
+    /// Ends the TCP connection after a complete close handshake: the server first, the
+    /// client after the server.
+    async fn end_transport(&mut self) {
+        let client = self.shared.role == Role::Client;
+        if !client {
+            shutdown_write(&self.shared).await;
+        }
+        self.linger(client);
+    }
+
+    /// Hands the read half to a background task that reads and discards until the peer ends
+    /// the connection (bounded by the close timeout), then, if asked, shuts down the write side.
+    fn linger(&mut self, shutdown_after: bool) {
+        self.buf = BytesMut::new();
+        let Some(mut io) = self.io.take() else {
+            return;
+        };
+        let shared = Arc::clone(&self.shared);
+        tokio::spawn(async move {
+            let timeout = shared.config.close_timeout;
+            let drain = async {
+                let mut scratch = [0u8; 1024];
+                while let Ok(1..) = io.read(&mut scratch).await {}
+            };
+            let _ = tokio::time::timeout(timeout, drain).await;
+            if shutdown_after {
+                shutdown_write(&shared).await;
+            }
+        });
+    }
+
+    fn release_idle_buffer(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > MAX_RETAINED_READ_BUFFER {
+            self.buf = BytesMut::new();
+        }
+    }
+}
+
+/// Marks the transport finished and shuts down its write side (TCP FIN), bounded by the close
+/// timeout.
+async fn shutdown_write<S: AsyncWrite>(shared: &Shared<S>) {
+    shared.proto().terminated = true;
+    let shutdown = async {
+        let mut writer = shared.writer.lock().await;
+        let _ = writer.io.shutdown().await;
+    };
+    let _ = tokio::time::timeout(shared.config.close_timeout, shutdown).await;
+}

@@ -1,0 +1,90 @@
+//! Messages over the transport: echo, automatic pongs, and a sender shared by many tasks.
+
+#![allow(clippy::indexing_slicing, clippy::unwrap_used)] // Tests may panic: that is how they fail.
+
+use bytes::BytesMut;
+use tether::{Config, Message, WebSocket};
+use tether_proto::Role;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+fn pair() -> (WebSocket<DuplexStream>, WebSocket<DuplexStream>) {
+    let (a, b) = tokio::io::duplex(8 * 1024);
+    (
+        WebSocket::from_upgraded(a, Role::Client, Config::default(), BytesMut::new()),
+        WebSocket::from_upgraded(b, Role::Server, Config::default(), BytesMut::new()),
+    )
+}
+
+#[tokio::test]
+async fn echo_text_and_binary_of_every_length_form() {
+    let (mut client, mut server) = pair();
+    tokio::spawn(async move {
+        while let Some(Ok(message)) = server.recv().await {
+            server.send(message).await.unwrap();
+        }
+    });
+    for len in [0usize, 1, 125, 126, 65_535, 65_536, 300_000] {
+        let text = Message::text("é".repeat(len / 2));
+        client.send(text.clone()).await.unwrap();
+        assert_eq!(client.recv().await.unwrap().unwrap(), text);
+        let binary = Message::binary((0..len).map(|i| i as u8).collect::<Vec<_>>());
+        client.send(binary.clone()).await.unwrap();
+        assert_eq!(client.recv().await.unwrap().unwrap(), binary);
+    }
+}
+
+#[tokio::test]
+async fn pings_are_answered_while_receiving() {
+    let (mut raw_client, b) = tokio::io::duplex(1024);
+    let mut server = WebSocket::from_upgraded(b, Role::Server, Config::default(), BytesMut::new());
+    tokio::spawn(async move { while server.recv().await.is_some() {} });
+    // Masked ping "ab" with key 1,2,3,4.
+    raw_client
+        .write_all(&[0x89, 0x82, 1, 2, 3, 4, b'a' ^ 1, b'b' ^ 2])
+        .await
+        .unwrap();
+    let mut pong = [0u8; 4];
+    raw_client.read_exact(&mut pong).await.unwrap();
+    assert_eq!(pong, [0x8A, 0x02, b'a', b'b']);
+}
+
+#[tokio::test]
+async fn leftover_handshake_bytes_are_read_first() {
+    let (a, mut raw_client) = tokio::io::duplex(1024);
+    // A masked "hi" that arrived in the same read as the handshake request.
+    let leftover = BytesMut::from(&[0x81, 0x82, 0, 0, 0, 0, b'h', b'i'][..]);
+    let mut server = WebSocket::from_upgraded(a, Role::Server, Config::default(), leftover);
+    assert_eq!(server.recv().await.unwrap().unwrap(), Message::text("hi"));
+    raw_client.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_tasks_share_one_sender_without_corrupting_frames() {
+    let (client, mut server) = pair();
+    let (_client_rx, client_tx) = client.split();
+    let mut tasks = Vec::new();
+    for task in 0..8u8 {
+        let sender = client_tx.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..200u32 {
+                let body = vec![task; 100 + (i as usize % 300)];
+                sender.send(Message::binary(body)).await.unwrap();
+            }
+        }));
+    }
+    let mut counts = [0u32; 8];
+    for _ in 0..8 * 200 {
+        let message = server.recv().await.unwrap().unwrap();
+        let payload = message.payload();
+        let task = payload[0];
+        assert!(
+            payload.iter().all(|&b| b == task),
+            "a frame was interleaved"
+        );
+        counts[task as usize] += 1;
+    }
+    assert_eq!(counts, [200; 8]);
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
