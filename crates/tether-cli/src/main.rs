@@ -1,3 +1,58 @@
-//! The `tether` command-line tool.
+//! The `tether` command-line tool: an echo server for conformance and benchmarks, and the
+//! Autobahn TestSuite client driver.
 
-fn main() {}
+mod autobahn;
+mod echo;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Tether: WebSocket tools in which failure is a first-class citizen.
+#[derive(Debug, Parser)]
+#[command(name = "tether", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run an echo server: every text and binary message is sent back as it came.
+    Echo(echo::EchoArgs),
+    /// Drive the Autobahn TestSuite's fuzzing server as a client (getCaseCount, runCase for
+    /// every case, updateReports).
+    AutobahnClient(autobahn::AutobahnArgs),
+}
+
+/// Parses a listen address such as `127.0.0.1:9001`.
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    text.parse()
+        .map_err(|_| format!("expected an address like 127.0.0.1:9001, found {text:?}"))
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TETHER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Echo(args) => echo::run(&args),
+        Command::AutobahnClient(args) => autobahn::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tether: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

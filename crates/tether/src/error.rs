@@ -7,6 +7,7 @@
 use std::fmt;
 use std::io;
 
+use tether_proto::handshake::HandshakeError;
 use tether_proto::{Message, ProtocolError};
 
 /// What kind of failure an [`Error`] is.
@@ -30,6 +31,9 @@ pub enum ErrorKind {
     BadStatus,
     /// An I/O error on the underlying transport.
     Io,
+    /// This server refused the opening handshake with an HTTP status (a guard said no, or
+    /// the request was not an acceptable upgrade); the response has been sent.
+    Rejected,
 }
 
 /// The phase of a [`ErrorKind::Timeout`].
@@ -71,6 +75,8 @@ pub struct BadStatus {
 #[derive(Debug)]
 enum Repr {
     Protocol(ProtocolError),
+    Handshake(HandshakeError),
+    Rejected(u16),
     Closed(Option<Message>),
     AbnormalClosure,
     Timeout(TimeoutPhase),
@@ -93,6 +99,14 @@ impl Error {
 
     pub(crate) fn protocol(error: ProtocolError) -> Self {
         Self::new(Repr::Protocol(error))
+    }
+
+    pub(crate) fn handshake(error: HandshakeError) -> Self {
+        Self::new(Repr::Handshake(error))
+    }
+
+    pub(crate) fn rejected(status: u16) -> Self {
+        Self::new(Repr::Rejected(status))
     }
 
     pub(crate) fn closed(message: Option<Message>) -> Self {
@@ -126,6 +140,8 @@ impl Error {
                 1007 | 1009 => ErrorKind::Payload,
                 _ => ErrorKind::Protocol,
             },
+            Repr::Handshake(_) => ErrorKind::Protocol,
+            Repr::Rejected(_) => ErrorKind::Rejected,
             Repr::Closed(_) | Repr::AbnormalClosure => ErrorKind::ConnectionClosed,
             Repr::Timeout(_) => ErrorKind::Timeout,
             Repr::Address(..) => ErrorKind::Address,
@@ -139,6 +155,23 @@ impl Error {
     pub fn protocol_error(&self) -> Option<&ProtocolError> {
         match &*self.inner {
             Repr::Protocol(error) => Some(error),
+            _ => None,
+        }
+    }
+
+    /// The handshake failure, when the opening handshake was malformed.
+    pub fn handshake_error(&self) -> Option<&HandshakeError> {
+        match &*self.inner {
+            Repr::Handshake(error) => Some(error),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status this server answered a refused handshake with.
+    pub fn rejected_status(&self) -> Option<u16> {
+        match &*self.inner {
+            Repr::Rejected(status) => Some(*status),
+            Repr::Handshake(error) => Some(error.http_status()),
             _ => None,
         }
     }
@@ -201,6 +234,8 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &*self.inner {
             Repr::Protocol(error) => write!(f, "protocol error: {error}"),
+            Repr::Handshake(error) => write!(f, "handshake failed: {error}"),
+            Repr::Rejected(status) => write!(f, "handshake refused with status {status}"),
             Repr::Closed(_) => f.write_str("connection closed"),
             Repr::AbnormalClosure => f.write_str(
                 "connection closed abnormally: the transport ended without a close frame",
@@ -221,6 +256,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &*self.inner {
             Repr::Protocol(error) => Some(error),
+            Repr::Handshake(error) => Some(error),
             Repr::Address(_, Some(error)) | Repr::Io(error) => Some(error),
             _ => None,
         }

@@ -7,10 +7,14 @@
 //!
 //! - [`WebSocket`] is an open connection: `recv`, `send`, `close`, or `split` into a
 //!   [`Receiver`] and a cloneable [`Sender`].
+//! - [`server::accept`] opens a connection on the server side, [`client::connect`] on the
+//!   client side.
 //! - [`Error`] is one opaque error with a [`kind`](Error::kind) for every failure.
 
+pub mod client;
 mod error;
 mod mask_keys;
+pub mod server;
 pub mod transport;
 
 pub use error::{BadStatus, Error, ErrorKind, TimeoutPhase};

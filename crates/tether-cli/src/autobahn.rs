@@ -1,0 +1,79 @@
+//! `tether autobahn-client`: the client driver for the Autobahn TestSuite's fuzzing server.
+//!
+//! It asks the suite how many cases there are, opens one connection per case and echoes every
+//! message back until the suite closes it, then asks the suite to write its reports.
+
+use clap::Args;
+use tether::Config;
+use tether::client::{ClientConfig, connect_with};
+
+/// Options of `tether autobahn-client`.
+#[derive(Debug, Args)]
+pub(crate) struct AutobahnArgs {
+    /// The fuzzing server's base URL.
+    #[arg(long, default_value = "ws://127.0.0.1:9001")]
+    url: String,
+    /// The agent name under which results are reported.
+    #[arg(long, default_value = "tether")]
+    agent: String,
+    /// The largest message accepted, in bytes (the suite sends up to 16 MiB).
+    #[arg(long, default_value_t = 64 << 20)]
+    max_message_size: usize,
+}
+
+pub(crate) fn run(args: &AutobahnArgs) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the runtime: {error}"))?;
+    runtime.block_on(drive(args))
+}
+
+async fn drive(args: &AutobahnArgs) -> Result<(), String> {
+    let config = ClientConfig::default()
+        .with_transport(Config::default().with_max_message_size(args.max_message_size));
+    let base = args.url.trim_end_matches('/');
+
+    let count_url = format!("{base}/getCaseCount");
+    let (mut socket, _) = connect_with(&count_url, &config)
+        .await
+        .map_err(|error| format!("cannot reach the fuzzing server at {count_url}: {error}"))?;
+    let count: u32 = match socket.recv().await {
+        Some(Ok(message)) => message
+            .as_text()
+            .and_then(|text| text.trim().parse().ok())
+            .ok_or_else(|| format!("expected a case count, found {message:?}"))?,
+        other => return Err(format!("expected a case count, found {other:?}")),
+    };
+    let _ = socket.close(None).await;
+    println!("running {count} cases as agent {:?}", args.agent);
+
+    for case in 1..=count {
+        let url = format!("{base}/runCase?case={case}&agent={}", args.agent);
+        let (mut socket, _) = match connect_with(&url, &config).await {
+            Ok(connected) => connected,
+            Err(error) => {
+                eprintln!("case {case}: cannot connect: {error}");
+                continue;
+            }
+        };
+        while let Some(received) = socket.recv().await {
+            match received {
+                Ok(message) => {
+                    if socket.send(message).await.is_err() {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    }
+
+    let report_url = format!("{base}/updateReports?agent={}", args.agent);
+    let (mut socket, _) = connect_with(&report_url, &config)
+        .await
+        .map_err(|error| format!("cannot ask for the reports at {report_url}: {error}"))?;
+    while socket.recv().await.is_some() {}
+    println!("reports updated");
+    Ok(())
+}

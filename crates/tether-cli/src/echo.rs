@@ -1,0 +1,92 @@
+//! `tether echo`: an echo server, used by the Autobahn conformance run and the benchmarks.
+
+use std::net::SocketAddr;
+
+use clap::Args;
+use tether::server::{Accept, ServerConfig, accept_tcp};
+use tether::{Config, ErrorKind};
+use tokio::net::TcpListener;
+use tracing::{debug, info, warn};
+
+/// Options of `tether echo`.
+#[derive(Debug, Args)]
+pub(crate) struct EchoArgs {
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9001", value_parser = crate::parse_listen)]
+    listen: SocketAddr,
+    /// The largest message accepted, in bytes (the Autobahn suite sends up to 16 MiB).
+    #[arg(long, default_value_t = 64 << 20)]
+    max_message_size: usize,
+    /// Worker threads; 1 runs everything on one thread, as the benchmarks compare.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+pub(crate) fn run(args: &EchoArgs) -> Result<(), String> {
+    let runtime = if args.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()
+    }
+    .map_err(|error| format!("cannot start the runtime: {error}"))?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: &EchoArgs) -> Result<(), String> {
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|error| format!("cannot listen on {}: {error}", args.listen))?;
+    let local = listener.local_addr().map_err(|error| error.to_string())?;
+    info!("echo server listening on ws://{local}");
+    println!("listening on ws://{local}");
+    let config = ServerConfig::default()
+        .with_transport(Config::default().with_max_message_size(args.max_message_size));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors and the like: keep serving the others.
+                warn!(%error, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let config = config.clone();
+        tokio::spawn(async move {
+            let (mut socket, _request) =
+                match accept_tcp(stream, &config, |_| Ok(Accept::default())).await {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        debug!(%peer, %error, "handshake failed");
+                        return;
+                    }
+                };
+            while let Some(received) = socket.recv().await {
+                let message = match received {
+                    Ok(message) => message,
+                    Err(error) => {
+                        match error.kind() {
+                            ErrorKind::ConnectionClosed => {
+                                debug!(%peer, %error, "connection ended")
+                            }
+                            _ => warn!(%peer, %error, "connection failed"),
+                        }
+                        return;
+                    }
+                };
+                if let Err(error) = socket.send(message).await {
+                    debug!(%peer, %error, "send failed");
+                    return;
+                }
+            }
+            if let Some(info) = socket.close_info() {
+                debug!(%peer, code = info.reason.display_code(), "connection closed");
+            }
+        });
+    }
+}

@@ -1,0 +1,252 @@
+//! Connecting: resolve, dial, send the upgrade request, check the answer.
+
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tether_proto::Role;
+use tether_proto::handshake::{
+    ClientRequest, HandshakeConfig, HandshakeError, ResponseHead, parse_response, validate_response,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::url::WsUrl;
+use crate::error::{BadStatus, Error, TimeoutPhase};
+use crate::mask_keys::handshake_key;
+use crate::transport::{Config, WebSocket};
+
+/// Client settings, each with a documented default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// Settings of the connection once open.
+    pub transport: Config,
+    /// Limits on the response head. Default: 8 KiB, 64 headers.
+    pub handshake: HandshakeConfig,
+    /// How long name resolution and the TCP connect may take, all addresses together.
+    /// Default: 10 s.
+    pub connect_timeout: Duration,
+    /// How long the opening handshake may take once connected. Default: 10 s.
+    pub handshake_timeout: Duration,
+    /// The largest response body kept from a rejected handshake. Default: 64 KiB.
+    pub max_error_body: usize,
+    /// Subprotocols to offer, in preference order.
+    pub protocols: Vec<String>,
+    /// Extra request headers.
+    pub headers: Vec<(String, String)>,
+    /// The `Origin` header, if any.
+    pub origin: Option<String>,
+}
+
+impl ClientConfig {
+    /// The default connect timeout: 10 s.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+    /// The default handshake timeout: 10 s.
+    pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+    /// The default cap on a rejected handshake's body: 64 KiB.
+    pub const DEFAULT_MAX_ERROR_BODY: usize = 64 * 1024;
+
+    /// This config with `transport` settings.
+    pub fn with_transport(mut self, transport: Config) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    /// This config with a subprotocol offered.
+    pub fn with_protocol(mut self, protocol: impl Into<String>) -> Self {
+        self.protocols.push(protocol.into());
+        self
+    }
+
+    /// This config with an extra request header.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// This config with the connect timeout set to `timeout`.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// This config with the handshake timeout set to `timeout`.
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            transport: Config::default(),
+            handshake: HandshakeConfig::default(),
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            handshake_timeout: Self::DEFAULT_HANDSHAKE_TIMEOUT,
+            max_error_body: Self::DEFAULT_MAX_ERROR_BODY,
+            protocols: Vec::new(),
+            headers: Vec::new(),
+            origin: None,
+        }
+    }
+}
+
+/// What the server answered to a successful handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Response {
+    /// The subprotocol the server selected.
+    pub protocol: Option<String>,
+    /// The response headers.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Connects to `url` with the default settings.
+///
+/// # Errors
+/// As [`connect_with`].
+pub async fn connect(url: &str) -> Result<(WebSocket<TcpStream>, Response), Error> {
+    connect_with(url, &ClientConfig::default()).await
+}
+
+/// Connects to `url` with `config`.
+///
+/// # Errors
+/// - [`ErrorKind::Address`](crate::ErrorKind::Address): a malformed URL, a name that did not
+///   resolve, or `wss://` (TLS is not built in yet).
+/// - [`ErrorKind::Timeout`](crate::ErrorKind::Timeout): the connect or handshake phase ran
+///   out of time.
+/// - [`ErrorKind::BadStatus`](crate::ErrorKind::BadStatus): the server answered with a status
+///   other than 101; its headers and (capped) body are in [`Error::bad_status`].
+/// - [`ErrorKind::Protocol`](crate::ErrorKind::Protocol): the 101 response was invalid (wrong
+///   `Sec-WebSocket-Accept`, a subprotocol that was not offered, ...).
+/// - [`ErrorKind::Io`](crate::ErrorKind::Io): every address refused or the connection failed.
+pub async fn connect_with(
+    url: &str,
+    config: &ClientConfig,
+) -> Result<(WebSocket<TcpStream>, Response), Error> {
+    let url = WsUrl::parse(url)?;
+    if url.secure {
+        return Err(Error::address(
+            "wss:// needs TLS, which this build does not include yet",
+            None,
+        ));
+    }
+    let dial = dial(&url);
+    let mut stream = tokio::time::timeout(config.connect_timeout, dial)
+        .await
+        .map_err(|_| Error::timeout(TimeoutPhase::Connect))??;
+
+    let mut builder = ClientRequest::builder(url.host_header(), url.path.clone(), handshake_key());
+    for protocol in &config.protocols {
+        builder = builder.protocol(protocol.clone());
+    }
+    for (name, value) in &config.headers {
+        builder = builder.header(name.clone(), value.clone());
+    }
+    if let Some(origin) = &config.origin {
+        builder = builder.origin(origin.clone());
+    }
+    let request = builder.build().map_err(Error::handshake)?;
+
+    let deadline = Instant::now() + config.handshake_timeout;
+    let handshake = handshake(&mut stream, &request, config);
+    let (response, leftover) = tokio::time::timeout_at(deadline, handshake)
+        .await
+        .map_err(|_| Error::timeout(TimeoutPhase::Handshake))??;
+    let socket = WebSocket::from_upgraded(stream, Role::Client, config.transport, leftover);
+    Ok((socket, response))
+}
+
+/// Resolves the host and tries each address in turn.
+async fn dial(url: &WsUrl) -> Result<TcpStream, Error> {
+    let addresses = tokio::net::lookup_host((url.host.as_str(), url.port))
+        .await
+        .map_err(|error| Error::address(format!("cannot resolve {:?}", url.host), Some(error)))?;
+    let mut last_error = None;
+    for address in addresses {
+        match TcpStream::connect(address).await {
+            Ok(stream) => {
+                stream.set_nodelay(true)?;
+                return Ok(stream);
+            }
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(match last_error {
+        Some(error) => Error::io(error),
+        None => Error::address(format!("{:?} resolved to no address", url.host), None),
+    })
+}
+
+async fn handshake(
+    stream: &mut TcpStream,
+    request: &ClientRequest,
+    config: &ClientConfig,
+) -> Result<(Response, BytesMut), Error> {
+    stream.write_all(&request.encode()).await?;
+    let mut buf = BytesMut::with_capacity(1024);
+    let (head, used) = loop {
+        if buf.capacity() == buf.len() {
+            buf.reserve(1024);
+        }
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Err(Error::abnormal_closure());
+        }
+        if let Some(parsed) = parse_response(&buf, &config.handshake).map_err(Error::handshake)? {
+            break parsed;
+        }
+    };
+    buf.advance(used);
+    match validate_response(&head, request) {
+        Ok(accepted) => Ok((
+            Response {
+                protocol: accepted.protocol,
+                headers: text_headers(&head),
+            },
+            buf,
+        )),
+        Err(HandshakeError::UnexpectedStatus { .. }) => {
+            let body = read_body(stream, &head, buf, config.max_error_body).await;
+            Err(Error::from_bad_status(BadStatus {
+                status: head.status,
+                reason: head.reason.clone(),
+                headers: text_headers(&head),
+                body,
+            }))
+        }
+        Err(error) => Err(Error::handshake(error)),
+    }
+}
+
+/// Reads a rejected handshake's body: `Content-Length` bytes, or until the server closes,
+/// at most `cap` bytes. A body cut short is returned as far as it arrived.
+async fn read_body(
+    stream: &mut TcpStream,
+    head: &ResponseHead,
+    mut buf: BytesMut,
+    cap: usize,
+) -> Bytes {
+    let wanted = match head.content_length() {
+        Some(len) => usize::try_from(len).unwrap_or(usize::MAX).min(cap),
+        None => cap,
+    };
+    while buf.len() < wanted {
+        buf.reserve((wanted - buf.len()).min(16 * 1024));
+        match stream.read_buf(&mut buf).await {
+            Ok(1..) => {}
+            Ok(0) | Err(_) => break,
+        }
+    }
+    buf.truncate(wanted);
+    buf.freeze()
+}
+
+fn text_headers(head: &ResponseHead) -> Vec<(String, String)> {
+    head.headers
+        .iter()
+        .map(|(name, value)| (name.clone(), String::from_utf8_lossy(value).into_owned()))
+        .collect()
+}

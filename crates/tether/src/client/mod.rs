@@ -1,0 +1,9 @@
+//! The client side: connecting to a `ws://` URL and opening a [`WebSocket`](crate::WebSocket).
+//!
+//! TLS, proxies, heartbeats and the reconnecting runner build on this.
+
+mod connect;
+mod url;
+
+pub use connect::{ClientConfig, Response, connect, connect_with};
+pub use url::WsUrl;

@@ -1,0 +1,230 @@
+//! Reading an upgrade request and answering it.
+
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tether_proto::Role;
+use tether_proto::handshake::{
+    HandshakeConfig, HandshakeError, Request, accept_response, parse_request, reject_response,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::error::{Error, TimeoutPhase};
+use crate::transport::{Config, WebSocket};
+
+/// Server-side settings for the opening handshake and the connections it opens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Settings of the accepted connections.
+    pub transport: Config,
+    /// Limits on the request head. Default: 8 KiB, 64 headers (over them: 431).
+    pub handshake: HandshakeConfig,
+    /// How long a client may take to send its whole upgrade request. Default: 10 s; after it
+    /// the connection is dropped.
+    pub handshake_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// The default handshake timeout: 10 s.
+    pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// This config with `transport` settings.
+    pub fn with_transport(mut self, transport: Config) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    /// This config with the handshake timeout set to `timeout`.
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            transport: Config::default(),
+            handshake: HandshakeConfig::default(),
+            handshake_timeout: Self::DEFAULT_HANDSHAKE_TIMEOUT,
+        }
+    }
+}
+
+/// A decision to accept an upgrade request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Accept {
+    /// The selected subprotocol; it must be one the client offered.
+    pub protocol: Option<String>,
+    /// Extra response headers.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Accept {
+    /// Accepts with the subprotocol `protocol`.
+    pub fn with_protocol(protocol: impl Into<String>) -> Self {
+        Self {
+            protocol: Some(protocol.into()),
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// A decision to refuse an upgrade request with an HTTP response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Reject {
+    /// The HTTP status.
+    pub status: u16,
+    /// Extra response headers (e.g. `WWW-Authenticate`, `Retry-After`).
+    pub headers: Vec<(String, String)>,
+    /// The body's content type.
+    pub content_type: Option<String>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Reject {
+    /// A rejection with `status` and a plain-text body.
+    pub fn new(status: u16, body: impl Into<String>) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            content_type: Some("text/plain; charset=utf-8".to_owned()),
+            body: body.into().into_bytes(),
+        }
+    }
+}
+
+/// Accepts a WebSocket on a TCP stream with the default settings and no checks beyond the
+/// protocol's; sets `TCP_NODELAY`.
+///
+/// # Errors
+/// As [`accept_with`].
+pub async fn accept(stream: TcpStream) -> Result<(WebSocket<TcpStream>, Request), Error> {
+    accept_tcp(stream, &ServerConfig::default(), |_| Ok(Accept::default())).await
+}
+
+/// Accepts a WebSocket on a TCP stream; sets `TCP_NODELAY`, then as [`accept_with`].
+///
+/// # Errors
+/// As [`accept_with`].
+pub async fn accept_tcp<F>(
+    stream: TcpStream,
+    config: &ServerConfig,
+    decide: F,
+) -> Result<(WebSocket<TcpStream>, Request), Error>
+where
+    F: FnOnce(&Request) -> Result<Accept, Reject>,
+{
+    stream.set_nodelay(true)?;
+    accept_with(stream, config, decide).await
+}
+
+/// Reads the upgrade request from `stream`, asks `decide`, and answers it.
+///
+/// # Errors
+/// - [`ErrorKind::Protocol`](crate::ErrorKind::Protocol): the request was malformed or not
+///   an acceptable upgrade; the matching HTTP error response was sent
+///   ([`Error::rejected_status`] tells which).
+/// - [`ErrorKind::Rejected`](crate::ErrorKind::Rejected): `decide` refused; its response
+///   was sent.
+/// - [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) (handshake phase): the request did
+///   not arrive in time.
+/// - [`ErrorKind::ConnectionClosed`](crate::ErrorKind::ConnectionClosed) or
+///   [`ErrorKind::Io`](crate::ErrorKind::Io): the client went away.
+pub async fn accept_with<S, F>(
+    mut stream: S,
+    config: &ServerConfig,
+    decide: F,
+) -> Result<(WebSocket<S>, Request), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: FnOnce(&Request) -> Result<Accept, Reject>,
+{
+    let read = read_request(&mut stream, &config.handshake);
+    let (request, leftover) = match tokio::time::timeout(config.handshake_timeout, read).await {
+        Err(_) => return Err(Error::timeout(TimeoutPhase::Handshake)),
+        Ok(Err(ReadError::Io(error))) => return Err(error),
+        Ok(Err(ReadError::Invalid(error))) => {
+            respond_and_close(&mut stream, &error.to_response()).await;
+            return Err(Error::handshake(error));
+        }
+        Ok(Ok(parsed)) => parsed,
+    };
+    match decide(&request) {
+        Ok(accept) => {
+            let headers: Vec<(&str, &str)> = accept
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str()))
+                .collect();
+            let response = accept_response(&request, accept.protocol.as_deref(), None, &headers);
+            stream.write_all(&response).await?;
+            stream.flush().await?;
+            let socket = WebSocket::from_upgraded(stream, Role::Server, config.transport, leftover);
+            Ok((socket, request))
+        }
+        Err(reject) => {
+            let headers: Vec<(&str, &str)> = reject
+                .headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str()))
+                .collect();
+            let response = reject_response(
+                reject.status,
+                &headers,
+                reject.content_type.as_deref(),
+                &reject.body,
+            );
+            respond_and_close(&mut stream, &response).await;
+            Err(Error::rejected(reject.status))
+        }
+    }
+}
+
+enum ReadError {
+    Io(Error),
+    Invalid(HandshakeError),
+}
+
+/// Reads until a complete request head; returns it and the bytes that followed it.
+async fn read_request<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    config: &HandshakeConfig,
+) -> Result<(Request, BytesMut), ReadError> {
+    let mut buf = BytesMut::with_capacity(1024);
+    loop {
+        if buf.capacity() == buf.len() {
+            buf.reserve(1024);
+        }
+        let read = stream
+            .read_buf(&mut buf)
+            .await
+            .map_err(|e| ReadError::Io(e.into()))?;
+        if read == 0 {
+            return Err(ReadError::Io(Error::abnormal_closure()));
+        }
+        match parse_request(&buf, config) {
+            Ok(Some((request, used))) => {
+                buf.advance(used);
+                return Ok((request, buf));
+            }
+            Ok(None) => {}
+            Err(error) => return Err(ReadError::Invalid(error)),
+        }
+    }
+}
+
+/// Writes an HTTP error response and ends the connection, bounded in time: a client that
+/// does not read its rejection does not hold the task.
+async fn respond_and_close<S: AsyncWrite + Unpin>(stream: &mut S, response: &[u8]) {
+    let write = async {
+        stream.write_all(response).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), write).await;
+}
