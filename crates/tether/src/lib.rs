@@ -20,3 +20,8 @@ pub mod transport;
 pub use error::{BadStatus, Error, ErrorKind, TimeoutPhase};
 pub use tether_proto::{CloseCode, CloseFrame, Message, Reason, Side, Utf8Bytes};
 pub use transport::{CloseInfo, CloseReason, Config, Receiver, Sender, WebSocket};
+
+/// The README's examples, compiled as doctests so they stay true.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
