@@ -79,7 +79,14 @@ async fn serve(args: &EchoArgs) -> Result<(), String> {
                         return;
                     }
                 };
-                if let Err(error) = socket.send(message).await {
+                // While more messages are already buffered, queue the replies; the last one
+                // of a burst writes them all at once.
+                let sent = if socket.has_buffered_input() {
+                    socket.feed(message).await
+                } else {
+                    socket.send(message).await
+                };
+                if let Err(error) = sent {
                     debug!(%peer, %error, "send failed");
                     return;
                 }

@@ -103,6 +103,8 @@ pub enum SendError {
     Closed,
     /// A close frame was already sent.
     AlreadyClosing,
+    /// Only a server may send a payload separately from its header: a client must mask it.
+    MaskRequired,
     /// A ping or pong payload was longer than 125 bytes.
     ControlTooLong {
         /// The payload length.
@@ -115,6 +117,7 @@ impl std::fmt::Display for SendError {
         match self {
             Self::Closed => f.write_str("the connection is closing or closed"),
             Self::AlreadyClosing => f.write_str("a close frame was already sent"),
+            Self::MaskRequired => f.write_str("a client must mask its payloads"),
             Self::ControlTooLong { len } => {
                 write!(
                     f,
@@ -231,6 +234,12 @@ impl Connection {
     /// its buffered bytes).
     pub const fn is_mid_message(&self) -> bool {
         self.frame.is_some() || self.message.is_some()
+    }
+
+    /// Whether a frame's header has been read and its payload is still arriving (the input
+    /// buffer then starts with payload bytes).
+    pub const fn has_partial_frame(&self) -> bool {
+        self.frame.is_some()
     }
 
     /// Whether more input is expected: false once the peer's close arrived or the connection
@@ -450,6 +459,38 @@ impl Connection {
             Opcode::Binary
         };
         encode_frame(opcode, message.payload(), mask, out);
+        Ok(())
+    }
+
+    /// Appends only the header of a data message; the caller writes the payload right after
+    /// it, as is, for example from a shared buffer with a vectored write. Server role only.
+    ///
+    /// # Errors
+    /// [`SendError::MaskRequired`] for a client; [`SendError::Closed`] as
+    /// [`Connection::encode_message`].
+    pub fn encode_message_header(
+        &mut self,
+        message: &Message,
+        out: &mut BytesMut,
+    ) -> Result<(), SendError> {
+        if self.role == Role::Client {
+            return Err(SendError::MaskRequired);
+        }
+        if self.sent_close || self.received_close.is_some() || self.failed {
+            return Err(SendError::Closed);
+        }
+        let header = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode: if message.is_text() {
+                Opcode::Text
+            } else {
+                Opcode::Binary
+            },
+            mask: None,
+            payload_len: message.len() as u64,
+        };
+        header.encode(out);
         Ok(())
     }
 

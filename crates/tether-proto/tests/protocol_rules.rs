@@ -435,3 +435,18 @@ fn single_frame_messages_are_not_copied() {
         "payload is a view of the input buffer"
     );
 }
+
+#[test]
+fn a_server_may_send_a_header_alone_and_a_client_may_not() {
+    let mut conn = server();
+    let mut out = BytesMut::new();
+    let message = Message::binary(vec![9u8; 300]);
+    conn.encode_message_header(&message, &mut out)
+        .expect("server role");
+    assert_eq!(&out[..], &[0x82, 126, 0x01, 0x2c]);
+    let mut client = Connection::new(Role::Client, Limits::default());
+    assert_eq!(
+        client.encode_message_header(&message, &mut out),
+        Err(SendError::MaskRequired)
+    );
+}

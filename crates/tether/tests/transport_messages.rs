@@ -88,3 +88,52 @@ async fn many_tasks_share_one_sender_without_corrupting_frames() {
         task.await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn fed_messages_wait_for_flush_and_go_out_together() {
+    let (b, mut raw_client) = tokio::io::duplex(64 * 1024);
+    let mut server = WebSocket::from_upgraded(b, Role::Server, Config::default(), BytesMut::new());
+    for text in ["one", "two", "three"] {
+        server.feed(Message::text(text)).await.unwrap();
+    }
+    let mut byte = [0u8; 1];
+    let early = tokio::time::timeout(
+        std::time::Duration::from_millis(50),
+        raw_client.read(&mut byte),
+    )
+    .await;
+    assert!(
+        early.is_err(),
+        "fed messages must not be written before flush"
+    );
+    server.flush().await.unwrap();
+    let mut wire = [0u8; 5 + 5 + 7];
+    raw_client.read_exact(&mut wire).await.unwrap();
+    assert_eq!(&wire[..5], b"\x81\x03one");
+    assert_eq!(&wire[5..10], b"\x81\x03two");
+    assert_eq!(&wire[10..], b"\x81\x05three");
+}
+
+#[tokio::test]
+async fn a_cancelled_large_send_resumes_intact_before_the_next_message() {
+    // A pipe far smaller than the message, with nobody reading: the send cannot finish.
+    let (a, b) = tokio::io::duplex(1024);
+    let mut server = WebSocket::from_upgraded(b, Role::Server, Config::default(), BytesMut::new());
+    let mut client = WebSocket::from_upgraded(a, Role::Client, Config::default(), BytesMut::new());
+    let big = Message::binary((0..100_000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+    let cancelled = tokio::time::timeout(
+        std::time::Duration::from_millis(50),
+        server.send(big.clone()),
+    )
+    .await;
+    assert!(cancelled.is_err(), "the send should still be blocked");
+    let reader = tokio::spawn(async move {
+        let first = client.recv().await.unwrap().unwrap();
+        let second = client.recv().await.unwrap().unwrap();
+        (first, second)
+    });
+    server.send(Message::text("after")).await.unwrap();
+    let (first, second) = reader.await.unwrap();
+    assert_eq!(first, big, "the interrupted message arrives whole");
+    assert_eq!(second, Message::text("after"));
+}

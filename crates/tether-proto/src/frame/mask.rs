@@ -28,9 +28,11 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
 /// The key as seen from position `offset` of the key stream.
 #[inline]
 fn rotate_key(key: [u8; 4], offset: usize) -> [u8; 4] {
-    let mut rotated = key;
-    rotated.rotate_left(offset % 4);
-    rotated
+    // A rotation of the key's 4 bytes is a rotation of a u32 read in memory order: one
+    // instruction instead of a slice rotation with a variable count.
+    let shift = (offset % 4) as u32 * 8;
+    let word = u32::from_le_bytes(key);
+    word.rotate_right(shift).to_le_bytes()
 }
 
 /// The reference implementation: one byte at a time. Used by tests and the masking bench as

@@ -132,12 +132,15 @@ pub(crate) struct Proto {
     pub(crate) terminated: bool,
 }
 
-/// The write half and its buffer. The buffer holds encoded frames not yet written; a write
-/// that is cancelled leaves exactly the unwritten rest in it, so the stream stays intact.
+/// The write half and its buffers. `buf` holds encoded frames not yet written, and `tail` a
+/// large payload that goes out right after `buf` without being copied into it (a vectored
+/// write). A write that is cancelled leaves exactly the unwritten rest in them, so the stream
+/// stays intact.
 #[derive(Debug)]
 pub(crate) struct Writer<S> {
     pub(crate) io: WriteHalf<S>,
     pub(crate) buf: BytesMut,
+    pub(crate) tail: bytes::Bytes,
 }
 
 /// State shared by the receiver and every sender of one connection.
@@ -186,6 +189,7 @@ where
             writer: tokio::sync::Mutex::new(Writer {
                 io: write_half,
                 buf: BytesMut::new(),
+                tail: bytes::Bytes::new(),
             }),
         });
         Self {
@@ -220,6 +224,29 @@ where
     /// error.
     pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
         self.sender.send(message).await
+    }
+
+    /// Queues a message without writing it yet; see [`Sender::feed`].
+    ///
+    /// # Errors
+    /// As [`WebSocket::send`].
+    pub async fn feed(&mut self, message: impl Into<Message>) -> Result<(), Error> {
+        self.sender.feed(message).await
+    }
+
+    /// Writes every queued message; see [`Sender::flush`].
+    ///
+    /// # Errors
+    /// An I/O error.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        self.sender.flush().await
+    }
+
+    /// Whether a complete message is already buffered, so the next
+    /// [`recv`](WebSocket::recv) will not wait for the network. An echo loop uses it to
+    /// [`feed`](WebSocket::feed) replies and [`flush`](WebSocket::flush) once per batch.
+    pub fn has_buffered_input(&self) -> bool {
+        self.receiver.has_buffered_input()
     }
 
     /// Closes the connection: sends `frame` (or a close without status for `None`), then

@@ -68,6 +68,18 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Receiver<S> {
         }
     }
 
+    /// Whether a complete frame is already buffered, so the next `recv` can make progress
+    /// without waiting for the network.
+    pub fn has_buffered_input(&self) -> bool {
+        // Mid-frame, the buffer starts with payload, not a header: say no rather than guess.
+        !self.done
+            && !self.shared.proto().conn.has_partial_frame()
+            && tether_proto::frame::FrameHeader::decode(&self.buf)
+                .ok()
+                .flatten()
+                .is_some_and(|(header, len)| (self.buf.len() - len) as u64 >= header.payload_len)
+    }
+
     /// How the connection ended, once it has.
     pub fn close_info(&self) -> Option<&CloseInfo> {
         self.close_info.as_ref()

@@ -2,12 +2,14 @@
 //!
 //! Every write takes the connection's write lock, encodes under the protocol lock (so the
 //! core's close rules see every frame in order) and writes the encoded bytes before the lock
-//! is released; a data frame can never overtake a close frame.
+//! is released; a data frame can never overtake a close frame. `feed` encodes without
+//! writing, so a burst of messages goes out in one write; a server's large payloads are
+//! written straight from their shared buffer with a vectored write, after their header.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::sync::Arc;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tether_proto::{CloseFrame, Message, Role, SendError};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -20,6 +22,23 @@ use crate::mask_keys::mask_key;
 /// connection does not keep a large buffer after one large message.
 const MAX_RETAINED_WRITE_BUFFER: usize = 16 * 1024;
 
+/// A server payload at least this large is written from its own buffer instead of being
+/// copied behind its header.
+const VECTORED_PAYLOAD_MIN: usize = 16 * 1024;
+
+/// `feed` writes once this much is queued, so a long burst does not grow the buffer without
+/// bound.
+const FEED_WRITE_THRESHOLD: usize = 64 * 1024;
+
+/// Whether a frame must be written before the write lock is released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flush {
+    /// Write everything queued, this frame included.
+    Now,
+    /// Queue the frame; write only past the feed threshold.
+    Later,
+}
+
 /// Why a frame was not written.
 #[derive(Debug)]
 pub(crate) enum WriteError {
@@ -30,15 +49,24 @@ pub(crate) enum WriteError {
 }
 
 impl<S: AsyncWrite> Writer<S> {
-    /// Writes the whole buffer. Cancel-safe: what was written is removed from the buffer as
-    /// it goes, so a cancelled write resumes where it stopped.
+    /// Writes the whole buffer, then the tail. Cancel-safe: what was written is removed as it
+    /// goes, so a cancelled write resumes where it stopped.
     pub(crate) async fn write_buffered(&mut self) -> io::Result<()> {
-        while !self.buf.is_empty() {
-            let written = self.io.write(&self.buf).await?;
+        while !self.buf.is_empty() || !self.tail.is_empty() {
+            let written = if self.tail.is_empty() {
+                self.io.write(&self.buf).await?
+            } else if self.buf.is_empty() {
+                self.io.write(&self.tail).await?
+            } else {
+                let slices = [IoSlice::new(&self.buf), IoSlice::new(&self.tail)];
+                self.io.write_vectored(&slices).await?
+            };
             if written == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
-            self.buf.advance(written);
+            let from_buf = written.min(self.buf.len());
+            self.buf.advance(from_buf);
+            self.tail.advance(written - from_buf);
         }
         self.io.flush().await?;
         if self.buf.capacity() > MAX_RETAINED_WRITE_BUFFER {
@@ -54,23 +82,61 @@ impl<S: AsyncWrite> Shared<S> {
     where
         F: FnOnce(&mut Proto, Option<[u8; 4]>, &mut BytesMut) -> Result<(), SendError>,
     {
+        self.write_with(Flush::Now, |proto, mask, out| {
+            encode(proto, mask, out).map(|()| None)
+        })
+        .await
+    }
+
+    /// Encodes with `encode`, which may hand back a payload to write after the encoded bytes,
+    /// then writes as `flush` says.
+    pub(crate) async fn write_with<F>(&self, flush: Flush, encode: F) -> Result<(), WriteError>
+    where
+        F: FnOnce(&mut Proto, Option<[u8; 4]>, &mut BytesMut) -> Result<Option<Bytes>, SendError>,
+    {
         let mut writer = self.writer.lock().await;
+        if !writer.tail.is_empty() {
+            // A cancelled vectored write left its payload: it must go before anything new.
+            let result = writer.write_buffered().await;
+            self.note_write_result(result).map_err(WriteError::Io)?;
+        }
         let mask = match self.role {
             Role::Client => Some(mask_key()),
             Role::Server => None,
         };
-        {
+        let tail = {
             let mut proto = self.proto();
             if proto.terminated {
                 return Err(WriteError::State(SendError::Closed));
             }
-            encode(&mut proto, mask, &mut writer.buf).map_err(WriteError::State)?;
+            encode(&mut proto, mask, &mut writer.buf).map_err(WriteError::State)?
+        };
+        let must_write = match tail {
+            Some(tail) => {
+                writer.tail = tail;
+                true
+            }
+            None => flush == Flush::Now || writer.buf.len() >= FEED_WRITE_THRESHOLD,
+        };
+        if !must_write {
+            return Ok(());
         }
         let result = writer.write_buffered().await;
+        self.note_write_result(result).map_err(WriteError::Io)
+    }
+
+    /// Writes whatever is queued.
+    pub(crate) async fn flush_queued(&self) -> Result<(), WriteError> {
+        let mut writer = self.writer.lock().await;
+        let result = writer.write_buffered().await;
+        self.note_write_result(result).map_err(WriteError::Io)
+    }
+
+    fn note_write_result(&self, result: io::Result<()>) -> io::Result<()> {
         if result.is_err() {
             self.proto().terminated = true;
         }
-        result.map_err(WriteError::Io)
+        result
     }
 
     /// Sends our close frame, bounded by the close timeout; a second call does nothing.
@@ -119,12 +185,50 @@ impl<S: AsyncWrite> Sender<S> {
     /// was sent or received or the transport ended, with the message given back
     /// ([`Error::into_message`]); [`ErrorKind::Io`](crate::ErrorKind::Io) if the write failed.
     pub async fn send(&self, message: impl Into<Message>) -> Result<(), Error> {
-        let message = message.into();
-        match self
-            .shared
-            .write_frame(|proto, mask, out| proto.conn.encode_message(&message, mask, out))
+        self.send_with(message.into(), Flush::Now).await
+    }
+
+    /// Queues a message without writing it yet, so that several go out in one write; call
+    /// [`Sender::flush`] after the last. Past 64 KiB queued, it writes anyway. Sending,
+    /// pinging or closing also writes what was queued first.
+    ///
+    /// # Errors
+    /// As [`Sender::send`].
+    pub async fn feed(&self, message: impl Into<Message>) -> Result<(), Error> {
+        self.send_with(message.into(), Flush::Later).await
+    }
+
+    /// Writes every queued message.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Io`](crate::ErrorKind::Io) if the write failed.
+    pub async fn flush(&self) -> Result<(), Error> {
+        self.shared
+            .flush_queued()
             .await
-        {
+            .map_err(|error| match error {
+                WriteError::Io(error) => Error::io(error),
+                WriteError::State(_) => Error::closed(None),
+            })
+    }
+
+    async fn send_with(&self, message: Message, flush: Flush) -> Result<(), Error> {
+        let server = self.shared.role == Role::Server;
+        let result = self
+            .shared
+            .write_with(flush, |proto, mask, out| {
+                if server && message.len() >= VECTORED_PAYLOAD_MIN {
+                    proto.conn.encode_message_header(&message, out)?;
+                    Ok(Some(message.payload().clone()))
+                } else {
+                    proto
+                        .conn
+                        .encode_message(&message, mask, out)
+                        .map(|()| None)
+                }
+            })
+            .await;
+        match result {
             Ok(()) => Ok(()),
             Err(WriteError::State(_)) => Err(Error::closed(Some(message))),
             Err(WriteError::Io(error)) => Err(Error::io(error)),
