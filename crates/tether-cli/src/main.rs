@@ -1,7 +1,8 @@
-//! The `tether` command-line tool: an echo server for conformance and benchmarks, and the
-//! Autobahn TestSuite client driver.
+//! The `tether` command-line tool: an echo server for conformance and benchmarks, the
+//! Autobahn TestSuite client driver, and the load generator.
 
 mod autobahn;
+mod bench;
 mod echo;
 
 use std::net::SocketAddr;
@@ -24,6 +25,9 @@ enum Command {
     /// Drive the Autobahn TestSuite's fuzzing server as a client (getCaseCount, runCase for
     /// every case, updateReports).
     AutobahnClient(autobahn::AutobahnArgs),
+    /// Load an echo server and report throughput, latency and CPU per message (or, with
+    /// --idle, the server's memory per idle connection).
+    Bench(bench::BenchArgs),
 }
 
 /// Parses a listen address such as `127.0.0.1:9001`.
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Echo(args) => echo::run(&args),
         Command::AutobahnClient(args) => autobahn::run(&args),
+        Command::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

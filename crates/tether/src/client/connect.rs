@@ -7,7 +7,7 @@ use tether_proto::Role;
 use tether_proto::handshake::{
     ClientRequest, HandshakeConfig, HandshakeError, ResponseHead, parse_response, validate_response,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -135,10 +135,26 @@ pub async fn connect_with(
         ));
     }
     let dial = dial(&url);
-    let mut stream = tokio::time::timeout(config.connect_timeout, dial)
+    let stream = tokio::time::timeout(config.connect_timeout, dial)
         .await
         .map_err(|_| Error::timeout(TimeoutPhase::Connect))??;
 
+    connect_on(stream, &url, config).await
+}
+
+/// Runs the opening handshake for `url` on a stream the caller has already connected (a
+/// socket bound to a chosen source address, a tunnel through a proxy, a TLS stream).
+///
+/// # Errors
+/// As [`connect_with`], without the resolve and dial phases.
+pub async fn connect_on<S>(
+    mut stream: S,
+    url: &WsUrl,
+    config: &ClientConfig,
+) -> Result<(WebSocket<S>, Response), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let mut builder = ClientRequest::builder(url.host_header(), url.path.clone(), handshake_key());
     for protocol in &config.protocols {
         builder = builder.protocol(protocol.clone());
@@ -181,8 +197,8 @@ async fn dial(url: &WsUrl) -> Result<TcpStream, Error> {
     })
 }
 
-async fn handshake(
-    stream: &mut TcpStream,
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     request: &ClientRequest,
     config: &ClientConfig,
 ) -> Result<(Response, BytesMut), Error> {
@@ -223,8 +239,8 @@ async fn handshake(
 
 /// Reads a rejected handshake's body: `Content-Length` bytes, or until the server closes,
 /// at most `cap` bytes. A body cut short is returned as far as it arrived.
-async fn read_body(
-    stream: &mut TcpStream,
+async fn read_body<S: AsyncRead + Unpin>(
+    stream: &mut S,
     head: &ResponseHead,
     mut buf: BytesMut,
     cap: usize,

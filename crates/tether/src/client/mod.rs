@@ -5,5 +5,5 @@
 mod connect;
 mod url;
 
-pub use connect::{ClientConfig, Response, connect, connect_with};
+pub use connect::{ClientConfig, Response, connect, connect_on, connect_with};
 pub use url::WsUrl;
