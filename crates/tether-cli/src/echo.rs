@@ -58,14 +58,15 @@ async fn serve(args: &EchoArgs) -> Result<(), String> {
         };
         let config = config.clone();
         tokio::spawn(async move {
-            let (mut socket, _request) =
-                match accept_tcp(stream, &config, |_| Ok(Accept::default())).await {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        debug!(%peer, %error, "handshake failed");
-                        return;
-                    }
-                };
+            // The request is not needed after the handshake: drop it at once.
+            let (mut socket, _) = match accept_tcp(stream, &config, |_| Ok(Accept::default())).await
+            {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    debug!(%peer, %error, "handshake failed");
+                    return;
+                }
+            };
             while let Some(received) = socket.recv().await {
                 let message = match received {
                     Ok(message) => message,

@@ -242,6 +242,16 @@ impl Connection {
         self.frame.is_some()
     }
 
+    /// How many more bytes the frame in progress needs, given `buffered` bytes of input: the
+    /// rest of its payload once its header is known, else the largest header. A reader can
+    /// size its next read with it (one read for a large frame).
+    pub fn bytes_needed(&self, buffered: usize) -> usize {
+        match &self.frame {
+            Some(frame) => frame.len.saturating_sub(buffered),
+            None => crate::frame::MAX_HEADER_LEN.saturating_sub(buffered),
+        }
+    }
+
     /// Whether more input is expected: false once the peer's close arrived or the connection
     /// failed.
     pub const fn wants_read(&self) -> bool {

@@ -8,9 +8,13 @@
 //! reset. The waiting happens in a background task that owns the read half, so `recv` reports
 //! the end at once.
 
+use std::cell::RefCell;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tether_proto::{CloseFrame, Event, Message, ProtocolError, Role, Side};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
 
@@ -18,11 +22,31 @@ use super::sender::WriteError;
 use super::{CloseInfo, CloseReason, Shared};
 use crate::error::{Error, TimeoutPhase};
 
-/// Spare room ensured in the read buffer before each read.
+/// The smallest read offered into a connection's own buffer.
 const READ_CHUNK: usize = 4096;
 
-/// A read buffer larger than this is released once it is empty.
-const MAX_RETAINED_READ_BUFFER: usize = 64 * 1024;
+/// How far a connection's own buffer may grow ahead of the bytes it holds while a large frame
+/// arrives: growth follows what the peer actually sent, so announcing a huge frame does not
+/// make us allocate it up front.
+const MAX_READ_AHEAD: usize = 256 * 1024;
+
+/// The size of a fresh chunk of the shared receive buffer.
+const SCRATCH_CHUNK: usize = 128 * 1024;
+
+/// A read from the shared buffer is offered at least this much room, so a 64 KiB message
+/// arrives in one read.
+const SCRATCH_MIN_SPARE: usize = 72 * 1024;
+
+/// Payloads up to this size are copied out of the shared buffer, so that a small message an
+/// application keeps does not pin a whole chunk; larger ones are handed out without a copy.
+const COPY_OUT_MAX: usize = 4 * 1024;
+
+thread_local! {
+    /// The receive buffer shared by every connection on this thread. An idle connection holds
+    /// no read buffer: it reads into this one, and keeps only the bytes of a frame still
+    /// arriving.
+    static SCRATCH: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+}
 
 /// The receiving half of a connection.
 #[derive(Debug)]
@@ -37,10 +61,16 @@ pub struct Receiver<S> {
 
 impl<S: AsyncRead + AsyncWrite + Send + 'static> Receiver<S> {
     pub(crate) fn new(shared: Arc<Shared<S>>, io: ReadHalf<S>, leftover: BytesMut) -> Self {
+        // An empty leftover may still hold the handshake's buffer: let it go.
+        let buf = if leftover.is_empty() {
+            BytesMut::new()
+        } else {
+            leftover
+        };
         Self {
             shared,
             io: Some(io),
-            buf: leftover,
+            buf,
             close_info: None,
             done: false,
         }
@@ -91,7 +121,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Receiver<S> {
             match event {
                 Ok(Some(Event::Message(message))) => {
                     self.release_idle_buffer();
-                    return Ok(Some(message));
+                    return Ok(Some(detach_small(message)));
                 }
                 Ok(Some(Event::Ping(payload))) => self.answer_ping(&payload).await?,
                 Ok(Some(Event::Close(frame))) => {
@@ -115,14 +145,8 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Receiver<S> {
     /// Reads more bytes; `false` at end of stream. Bounded by the close deadline once we
     /// have sent a close frame.
     async fn fill(&mut self) -> Result<bool, Error> {
-        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 2 {
-            self.buf.reserve(READ_CHUNK);
-        }
         let deadline = self.shared.proto().close_deadline;
-        let Some(io) = self.io.as_mut() else {
-            return Ok(false);
-        };
-        let read = io.read_buf(&mut self.buf);
+        let read = std::future::poll_fn(|cx| self.poll_fill(cx));
         let result = match deadline {
             Some(deadline) => match tokio::time::timeout_at(deadline, read).await {
                 Ok(result) => result,
@@ -149,6 +173,46 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Receiver<S> {
                 Err(Error::io(error))
             }
         }
+    }
+
+    /// One read: into the thread's shared buffer when nothing is buffered (the common case
+    /// between messages), else into this connection's buffer, sized by what the frame in
+    /// progress still needs.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        let Self {
+            shared, io, buf, ..
+        } = self;
+        let Some(io) = io.as_mut() else {
+            return Poll::Ready(Ok(0));
+        };
+        if buf.is_empty() {
+            let shared_read = SCRATCH.with(|cell| {
+                // Only a re-entrant poll could find it borrowed; then use our own buffer.
+                let mut scratch = cell.try_borrow_mut().ok()?;
+                if scratch.capacity() < SCRATCH_MIN_SPARE {
+                    // Reuses the old chunk in place when no message still refers to it.
+                    scratch.reserve(SCRATCH_CHUNK);
+                }
+                Some(
+                    match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, &mut *scratch) {
+                        Poll::Ready(Ok(read)) => {
+                            *buf = scratch.split_to(read);
+                            Poll::Ready(Ok(read))
+                        }
+                        other => other,
+                    },
+                )
+            });
+            if let Some(poll) = shared_read {
+                return poll;
+            }
+        }
+        let needed = shared.proto().conn.bytes_needed(buf.len());
+        let want = needed.clamp(READ_CHUNK, buf.len().max(MAX_READ_AHEAD));
+        if buf.capacity() - buf.len() < want {
+            buf.reserve(want);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
     }
 
     async fn answer_ping(&mut self, payload: &[u8]) -> Result<(), Error> {
@@ -258,8 +322,10 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Receiver<S> {
         });
     }
 
+    /// Drops the read buffer once it is empty: an idle connection holds none, and a chunk of
+    /// the shared buffer is not kept alive by a connection that has finished with it.
     fn release_idle_buffer(&mut self) {
-        if self.buf.is_empty() && self.buf.capacity() > MAX_RETAINED_READ_BUFFER {
+        if self.buf.is_empty() {
             self.buf = BytesMut::new();
         }
     }
@@ -274,4 +340,16 @@ async fn shutdown_write<S: AsyncWrite>(shared: &Shared<S>) {
         let _ = writer.io.shutdown().await;
     };
     let _ = tokio::time::timeout(shared.config.close_timeout, shutdown).await;
+}
+
+/// Copies a small payload out of the (possibly shared) read buffer; see [`COPY_OUT_MAX`].
+fn detach_small(message: Message) -> Message {
+    if message.len() > COPY_OUT_MAX {
+        return message;
+    }
+    match message {
+        Message::Text(text) => Message::Text(tether_proto::Utf8Bytes::from(text.as_str())),
+        Message::Binary(bytes) => Message::Binary(Bytes::copy_from_slice(&bytes)),
+        other => other,
+    }
 }
