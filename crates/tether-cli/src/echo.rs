@@ -44,8 +44,11 @@ async fn serve(args: &EchoArgs) -> Result<(), String> {
     let local = listener.local_addr().map_err(|error| error.to_string())?;
     info!("echo server listening on ws://{local}");
     println!("listening on ws://{local}");
-    let config = ServerConfig::default()
-        .with_transport(Config::default().with_max_message_size(args.max_message_size));
+    // One config shared by every connection's task.
+    let config = std::sync::Arc::new(
+        ServerConfig::default()
+            .with_transport(Config::default().with_max_message_size(args.max_message_size)),
+    );
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -56,7 +59,7 @@ async fn serve(args: &EchoArgs) -> Result<(), String> {
                 continue;
             }
         };
-        let config = config.clone();
+        let config = std::sync::Arc::clone(&config);
         tokio::spawn(async move {
             // The request is not needed after the handshake: drop it at once.
             let (mut socket, _) = match accept_tcp(stream, &config, |_| Ok(Accept::default())).await

@@ -174,10 +174,12 @@ pub struct Connection {
     /// The reserved bits a negotiated extension allows (none yet).
     allowed_rsv: u8,
     frame: Option<IncomingFrame>,
-    message: Option<PartialMessage>,
+    /// Boxed: fragmented messages are rare, and an idle connection should stay small.
+    message: Option<Box<PartialMessage>>,
     utf8: Utf8Validator,
     sent_close: bool,
-    received_close: Option<Option<CloseFrame>>,
+    /// The peer's close frame once received (boxed for the same reason).
+    received_close: Option<Box<Option<CloseFrame>>>,
     failed: bool,
     closed_by: Option<Side>,
 }
@@ -226,8 +228,8 @@ impl Connection {
     }
 
     /// The close frame the peer sent, once it sent one (`Some(None)`: it sent no status).
-    pub const fn peer_close(&self) -> Option<&Option<CloseFrame>> {
-        self.received_close.as_ref()
+    pub fn peer_close(&self) -> Option<&Option<CloseFrame>> {
+        self.received_close.as_deref()
     }
 
     /// Whether a fragmented message or a partial frame is in progress (the caller must keep
@@ -399,7 +401,7 @@ impl Connection {
                 if !self.sent_close {
                     self.closed_by = Some(Side::Remote);
                 }
-                self.received_close = Some(frame.clone());
+                self.received_close = Some(Box::new(frame.clone()));
                 self.frame = None;
                 self.message = None;
                 return Ok(Some(Event::Close(frame)));
@@ -415,10 +417,10 @@ impl Connection {
             Opcode::Text | Opcode::Binary => {
                 let mut buf = BytesMut::with_capacity(payload.len().max(256));
                 buf.extend_from_slice(&payload);
-                self.message = Some(PartialMessage {
+                self.message = Some(Box::new(PartialMessage {
                     is_text: header.opcode == Opcode::Text,
                     buf,
-                });
+                }));
                 return Ok(None);
             }
             Opcode::Continuation => {
@@ -596,7 +598,7 @@ impl Connection {
         mask: Option<[u8; 4]>,
         out: &mut BytesMut,
     ) -> Result<(), SendError> {
-        let reply = match &self.received_close {
+        let reply = match self.received_close.as_deref() {
             Some(Some(frame)) => Some(CloseFrame::new(frame.code, crate::close::Reason::empty())),
             _ => None,
         };

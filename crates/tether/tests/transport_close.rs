@@ -28,7 +28,7 @@ async fn client_initiated_close_ends_both_streams_with_the_code() {
         while let Some(message) = server.recv().await {
             received.push(message.unwrap());
         }
-        (received, server.close_info().cloned().unwrap())
+        (received, server.close_info().unwrap())
     });
     client.send(Message::text("last words")).await.unwrap();
     let frame = CloseFrame::new(CloseCode::new(4001).unwrap(), "room not found");
@@ -53,7 +53,7 @@ async fn server_initiated_close_without_status() {
     let (mut client, mut server) = pair(Config::default());
     let client_task = tokio::spawn(async move {
         assert!(client.recv().await.is_none());
-        client.close_info().cloned().unwrap()
+        client.close_info().unwrap()
     });
     server.close(None).await.unwrap();
     let info = client_task.await.unwrap();

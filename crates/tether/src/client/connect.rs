@@ -168,7 +168,8 @@ where
     let request = builder.build().map_err(Error::handshake)?;
 
     let deadline = Instant::now() + config.handshake_timeout;
-    let handshake = handshake(&mut stream, &request, config);
+    // Boxed: the handshake's state lives only as long as the handshake (see the server side).
+    let handshake = Box::pin(handshake(&mut stream, &request, config));
     let (response, leftover) = tokio::time::timeout_at(deadline, handshake)
         .await
         .map_err(|_| Error::timeout(TimeoutPhase::Handshake))??;

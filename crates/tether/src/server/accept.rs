@@ -137,6 +137,20 @@ where
 /// - [`ErrorKind::ConnectionClosed`](crate::ErrorKind::ConnectionClosed) or
 ///   [`ErrorKind::Io`](crate::ErrorKind::Io): the client went away.
 pub async fn accept_with<S, F>(
+    stream: S,
+    config: &ServerConfig,
+    decide: F,
+) -> Result<(WebSocket<S>, Request), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: FnOnce(&Request) -> Result<Accept, Reject>,
+{
+    // The handshake's state (buffers, timer, parsed request) lives in its own allocation for
+    // the handshake only, so a connection's task does not carry its size for its whole life.
+    Box::pin(handshake(stream, config, decide)).await
+}
+
+async fn handshake<S, F>(
     mut stream: S,
     config: &ServerConfig,
     decide: F,

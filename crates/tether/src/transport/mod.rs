@@ -124,12 +124,47 @@ pub struct CloseInfo {
 #[derive(Debug)]
 pub(crate) struct Proto {
     pub(crate) conn: Connection,
-    /// When the close handshake we started must be complete.
-    pub(crate) close_deadline: Option<Instant>,
-    /// The close frame this endpoint sent, once sent.
-    pub(crate) sent_close: Option<Option<CloseFrame>>,
     /// Set once the transport is finished: nothing more may be written.
     pub(crate) terminated: bool,
+    /// What only a closing connection needs, allocated when closing starts.
+    closing: Option<Box<Closing>>,
+}
+
+/// The state of a close in progress or done.
+#[derive(Debug, Default)]
+pub(crate) struct Closing {
+    /// When the close handshake we started must be complete.
+    pub(crate) deadline: Option<Instant>,
+    /// The close frame this endpoint sent, once sent (`Some(None)`: without a status).
+    pub(crate) sent: Option<Option<CloseFrame>>,
+    /// How the connection ended, once it has.
+    pub(crate) info: Option<CloseInfo>,
+}
+
+impl Proto {
+    /// The closing state, created on first use.
+    pub(crate) fn closing_mut(&mut self) -> &mut Closing {
+        self.closing.get_or_insert_with(Box::default)
+    }
+
+    /// When the close handshake we started must be complete.
+    pub(crate) fn close_deadline(&self) -> Option<Instant> {
+        self.closing.as_ref().and_then(|closing| closing.deadline)
+    }
+
+    /// The close frame this endpoint sent, once sent.
+    pub(crate) fn sent_close(&self) -> Option<Option<CloseFrame>> {
+        self.closing
+            .as_ref()
+            .and_then(|closing| closing.sent.clone())
+    }
+
+    /// How the connection ended, once it has.
+    pub(crate) fn close_info(&self) -> Option<CloseInfo> {
+        self.closing
+            .as_ref()
+            .and_then(|closing| closing.info.clone())
+    }
 }
 
 /// The write half and its buffers. `buf` holds encoded frames not yet written, and `tail` a
@@ -163,10 +198,17 @@ impl<S> Shared<S> {
 }
 
 /// A WebSocket connection after a successful opening handshake.
-#[derive(Debug)]
 pub struct WebSocket<S> {
     receiver: Receiver<S>,
     sender: Sender<S>,
+}
+
+impl<S> std::fmt::Debug for WebSocket<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("receiver", &self.receiver)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S> WebSocket<S>
@@ -182,9 +224,8 @@ where
             config,
             proto: Mutex::new(Proto {
                 conn: Connection::new(role, config.limits),
-                close_deadline: None,
-                sent_close: None,
                 terminated: false,
+                closing: None,
             }),
             writer: tokio::sync::Mutex::new(Writer {
                 io: write_half,
@@ -265,7 +306,7 @@ where
     }
 
     /// How the connection ended, once it has.
-    pub fn close_info(&self) -> Option<&CloseInfo> {
+    pub fn close_info(&self) -> Option<CloseInfo> {
         self.receiver.close_info()
     }
 

@@ -1,22 +1,29 @@
 //! The receiving half: reads, drives the core, answers pings and completes the close
 //! handshake.
 //!
+//! `recv` is a small poll-based state machine, so the future a connection's task keeps while
+//! it waits is a few bytes. The rare steps that must write (a pong, the reply to a close, the
+//! close frame of a protocol error) or wait (a timeout) run as boxed side tasks kept in the
+//! receiver: they cost memory only while they run, and a cancelled `recv` resumes them.
+//!
 //! After a close handshake the server ends the TCP connection first, as RFC 6455 section 7.1.1
 //! asks, and the client waits (bounded by the close timeout) for the server to do so. After a
 //! protocol violation the receiver sends the error's close frame, ends its write side and
 //! drains what the peer still sends until it hangs up, so the close frame is not lost to a TCP
-//! reset. The waiting happens in a background task that owns the read half, so `recv` reports
-//! the end at once.
+//! reset. The draining happens in a background task that owns the read half, so `recv`
+//! reports the end at once.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
 use tether_proto::{CloseFrame, Event, Message, ProtocolError, Role, Side};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
+use tokio::time::Sleep;
 
 use super::sender::WriteError;
 use super::{CloseInfo, CloseReason, Shared};
@@ -48,15 +55,37 @@ thread_local! {
     static SCRATCH: RefCell<BytesMut> = RefCell::new(BytesMut::new());
 }
 
+/// What a side task decides when it finishes.
+enum Step {
+    /// Keep receiving.
+    Continue,
+    /// The stream ends, with this error if it ended badly.
+    End(Option<Error>),
+}
+
+/// A step that writes or waits, run to completion before receiving goes on.
+type SideTask = Pin<Box<dyn Future<Output = Step> + Send>>;
+
 /// The receiving half of a connection.
-#[derive(Debug)]
 pub struct Receiver<S> {
     shared: Arc<Shared<S>>,
     /// `None` once handed to the background task that ends the connection.
     io: Option<ReadHalf<S>>,
     buf: BytesMut,
-    close_info: Option<CloseInfo>,
+    task: Option<SideTask>,
+    /// Fires at the close deadline, once we have sent a close frame.
+    close_timer: Option<Pin<Box<Sleep>>>,
     done: bool,
+}
+
+impl<S> std::fmt::Debug for Receiver<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("buffered", &self.buf.len())
+            .field("side_task", &self.task.is_some())
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Send + 'static> Receiver<S> {
@@ -71,29 +100,65 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Receiver<S> {
             shared,
             io: Some(io),
             buf,
-            close_info: None,
+            task: None,
+            close_timer: None,
             done: false,
         }
     }
 
     /// Receives the next data message; see [`WebSocket::recv`](super::WebSocket::recv).
+    /// Cancel-safe: dropping the future loses no message and no protocol step.
     ///
     /// # Errors
     /// As [`WebSocket::recv`](super::WebSocket::recv).
     pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
-        if self.done {
-            return None;
-        }
-        let next = self.next_message().await;
-        match next {
-            Ok(Some(message)) => Some(Ok(message)),
-            Ok(None) => {
-                self.done = true;
-                None
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Polls for the next data message; [`Receiver::recv`] as a poll function.
+    ///
+    /// # Errors
+    /// As [`WebSocket::recv`](super::WebSocket::recv).
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        loop {
+            if let Some(task) = self.task.as_mut() {
+                let step = ready!(task.as_mut().poll(cx));
+                self.task = None;
+                if let Step::End(error) = step {
+                    self.done = true;
+                    self.buf = BytesMut::new();
+                    return Poll::Ready(error.map(Err));
+                }
             }
-            Err(error) => {
-                self.done = true;
-                Some(Err(error))
+            if self.done {
+                return Poll::Ready(None);
+            }
+            let event = self.shared.proto().conn.read(&mut self.buf);
+            match event {
+                Ok(Some(Event::Message(message))) => {
+                    self.release_idle_buffer();
+                    return Poll::Ready(Some(Ok(detach_small(message))));
+                }
+                Ok(Some(Event::Ping(payload))) => self.task = Some(self.answer_ping(payload)),
+                Ok(Some(Event::Close(frame))) => self.task = Some(self.on_peer_close(frame)),
+                Ok(Some(_)) => {} // pongs need no action
+                Ok(None) => {
+                    if self.close_deadline_passed(cx) {
+                        self.task = Some(self.on_close_timeout());
+                        continue;
+                    }
+                    match ready!(self.poll_fill(cx)) {
+                        Ok(0) => self.task = Some(self.on_eof()),
+                        Ok(_) => {}
+                        Err(error) => {
+                            self.set_close_info(Side::Remote, CloseReason::Abnormal);
+                            self.shared.proto().terminated = true;
+                            self.done = true;
+                            return Poll::Ready(Some(Err(Error::io(error))));
+                        }
+                    }
+                }
+                Err(error) => self.task = Some(self.fail(error)),
             }
         }
     }
@@ -111,68 +176,26 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Receiver<S> {
     }
 
     /// How the connection ended, once it has.
-    pub fn close_info(&self) -> Option<&CloseInfo> {
-        self.close_info.as_ref()
+    pub fn close_info(&self) -> Option<CloseInfo> {
+        self.shared.proto().close_info()
     }
 
-    async fn next_message(&mut self) -> Result<Option<Message>, Error> {
-        loop {
-            let event = self.shared.proto().conn.read(&mut self.buf);
-            match event {
-                Ok(Some(Event::Message(message))) => {
-                    self.release_idle_buffer();
-                    return Ok(Some(detach_small(message)));
-                }
-                Ok(Some(Event::Ping(payload))) => self.answer_ping(&payload).await?,
-                Ok(Some(Event::Close(frame))) => {
-                    self.on_peer_close(frame).await;
-                    return Ok(None);
-                }
-                Ok(Some(_)) => {} // pongs need no action
-                Ok(None) => {
-                    if !self.fill().await? {
-                        return self.on_eof().await;
-                    }
-                }
-                Err(error) => {
-                    self.fail(&error).await;
-                    return Err(Error::protocol(error));
-                }
-            }
-        }
+    fn set_close_info(&self, initiated_by: Side, reason: CloseReason) {
+        self.shared.proto().closing_mut().info = Some(CloseInfo {
+            initiated_by,
+            reason,
+        });
     }
 
-    /// Reads more bytes; `false` at end of stream. Bounded by the close deadline once we
-    /// have sent a close frame.
-    async fn fill(&mut self) -> Result<bool, Error> {
-        let deadline = self.shared.proto().close_deadline;
-        let read = std::future::poll_fn(|cx| self.poll_fill(cx));
-        let result = match deadline {
-            Some(deadline) => match tokio::time::timeout_at(deadline, read).await {
-                Ok(result) => result,
-                Err(_) => {
-                    let ours = self.shared.proto().sent_close.clone().flatten();
-                    self.close_info = Some(CloseInfo {
-                        initiated_by: Side::Local,
-                        reason: CloseReason::from_frame(ours),
-                    });
-                    shutdown_write(&self.shared).await;
-                    return Err(Error::timeout(TimeoutPhase::Close));
-                }
-            },
-            None => read.await,
+    /// Whether we sent a close frame and the peer's answer is overdue; registers the timer.
+    fn close_deadline_passed(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(deadline) = self.shared.proto().close_deadline() else {
+            return false;
         };
-        match result {
-            Ok(read) => Ok(read > 0),
-            Err(error) => {
-                self.shared.proto().terminated = true;
-                self.close_info = Some(CloseInfo {
-                    initiated_by: Side::Remote,
-                    reason: CloseReason::Abnormal,
-                });
-                Err(Error::io(error))
-            }
-        }
+        let timer = self
+            .close_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        timer.as_mut().poll(cx).is_ready()
     }
 
     /// One read: into the thread's shared buffer when nothing is buffered (the common case
@@ -215,111 +238,95 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Receiver<S> {
         tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
     }
 
-    async fn answer_ping(&mut self, payload: &[u8]) -> Result<(), Error> {
-        match self
-            .shared
-            .write_frame(|proto, mask, out| proto.conn.encode_pong(payload, mask, out))
-            .await
-        {
-            // Closing: no pong is owed any more.
-            Ok(()) | Err(WriteError::State(_)) => Ok(()),
-            Err(WriteError::Io(error)) => Err(Error::io(error)),
-        }
-    }
-
-    async fn on_peer_close(&mut self, frame: Option<CloseFrame>) {
-        let ours = self.shared.proto().sent_close.clone();
-        let info = match ours {
-            Some(ours) => CloseInfo {
-                initiated_by: Side::Local,
-                reason: CloseReason::from_frame(ours),
-            },
-            None => {
-                let reply = self
-                    .shared
-                    .write_frame(|proto, mask, out| proto.conn.encode_close_reply(mask, out));
-                // If the reply cannot be written the peer learns of the end from the TCP
-                // close; the handshake is over from our side either way.
-                let _ = tokio::time::timeout(self.shared.config.close_timeout, reply).await;
-                CloseInfo {
-                    initiated_by: Side::Remote,
-                    reason: CloseReason::from_frame(frame),
+    fn answer_ping(&self, payload: Bytes) -> SideTask {
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move {
+            let pong =
+                shared.write_frame(|proto, mask, out| proto.conn.encode_pong(&payload, mask, out));
+            match pong.await {
+                // Closing: no pong is owed any more.
+                Ok(()) | Err(WriteError::State(_)) => Step::Continue,
+                Err(WriteError::Io(error)) => {
+                    set_info(&shared, Side::Remote, CloseReason::Abnormal);
+                    Step::End(Some(Error::io(error)))
                 }
             }
-        };
-        self.close_info = Some(info);
-        self.end_transport().await;
+        })
     }
 
-    async fn on_eof(&mut self) -> Result<Option<Message>, Error> {
-        let ours = self.shared.proto().sent_close.clone();
-        shutdown_write(&self.shared).await;
-        match ours {
-            // We started the close and the peer hung up without answering: the end we
-            // asked for, without its confirmation.
-            Some(ours) => {
-                self.close_info = Some(CloseInfo {
-                    initiated_by: Side::Local,
-                    reason: CloseReason::from_frame(ours),
-                });
-                Ok(None)
+    fn on_peer_close(&mut self, frame: Option<CloseFrame>) -> SideTask {
+        let shared = Arc::clone(&self.shared);
+        let io = self.io.take();
+        Box::pin(async move {
+            let ours = shared.proto().sent_close();
+            match ours {
+                Some(ours) => set_info(&shared, Side::Local, CloseReason::from_frame(ours)),
+                None => {
+                    let reply = shared
+                        .write_frame(|proto, mask, out| proto.conn.encode_close_reply(mask, out));
+                    // If the reply cannot be written the peer learns of the end from the TCP
+                    // close; the handshake is over from our side either way.
+                    let _ = tokio::time::timeout(shared.config.close_timeout, reply).await;
+                    set_info(&shared, Side::Remote, CloseReason::from_frame(frame));
+                }
             }
-            None => {
-                self.close_info = Some(CloseInfo {
-                    initiated_by: Side::Remote,
-                    reason: CloseReason::Abnormal,
-                });
-                Err(Error::abnormal_closure())
+            // The server ends the TCP connection first; the client waits for it to.
+            let client = shared.role == Role::Client;
+            if !client {
+                shutdown_write(&shared).await;
             }
-        }
+            linger(shared, io, client);
+            Step::End(None)
+        })
+    }
+
+    fn on_eof(&self) -> SideTask {
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move {
+            shutdown_write(&shared).await;
+            let ours = shared.proto().sent_close();
+            match ours {
+                // We started the close and the peer hung up without answering: the end we
+                // asked for, without its confirmation.
+                Some(ours) => {
+                    set_info(&shared, Side::Local, CloseReason::from_frame(ours));
+                    Step::End(None)
+                }
+                None => {
+                    set_info(&shared, Side::Remote, CloseReason::Abnormal);
+                    Step::End(Some(Error::abnormal_closure()))
+                }
+            }
+        })
+    }
+
+    fn on_close_timeout(&self) -> SideTask {
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move {
+            let ours = shared.proto().sent_close().flatten();
+            set_info(&shared, Side::Local, CloseReason::from_frame(ours));
+            shutdown_write(&shared).await;
+            Step::End(Some(Error::timeout(TimeoutPhase::Close)))
+        })
     }
 
     /// Fails the connection: sends the error's close frame, then ends the transport.
-    async fn fail(&mut self, error: &ProtocolError) {
-        let frame = error.close_frame();
-        let write = self.shared.write_frame(|proto, mask, out| {
-            proto.conn.encode_close(Some(&frame), mask, out)?;
-            proto.sent_close = Some(Some(frame.clone()));
-            Ok(())
-        });
-        let _ = tokio::time::timeout(self.shared.config.close_timeout, write).await;
-        self.close_info = Some(CloseInfo {
-            initiated_by: Side::Local,
-            reason: CloseReason::Frame(frame),
-        });
-        shutdown_write(&self.shared).await;
-        self.linger(false);
-    }
-
-    /// Ends the TCP connection after a complete close handshake: the server first, the
-    /// client after the server.
-    async fn end_transport(&mut self) {
-        let client = self.shared.role == Role::Client;
-        if !client {
-            shutdown_write(&self.shared).await;
-        }
-        self.linger(client);
-    }
-
-    /// Hands the read half to a background task that reads and discards until the peer ends
-    /// the connection (bounded by the close timeout), then, if asked, shuts down the write side.
-    fn linger(&mut self, shutdown_after: bool) {
-        self.buf = BytesMut::new();
-        let Some(mut io) = self.io.take() else {
-            return;
-        };
+    fn fail(&mut self, error: ProtocolError) -> SideTask {
         let shared = Arc::clone(&self.shared);
-        tokio::spawn(async move {
-            let timeout = shared.config.close_timeout;
-            let drain = async {
-                let mut scratch = [0u8; 1024];
-                while let Ok(1..) = io.read(&mut scratch).await {}
-            };
-            let _ = tokio::time::timeout(timeout, drain).await;
-            if shutdown_after {
-                shutdown_write(&shared).await;
-            }
-        });
+        let io = self.io.take();
+        Box::pin(async move {
+            let frame = error.close_frame();
+            let write = shared.write_frame(|proto, mask, out| {
+                proto.conn.encode_close(Some(&frame), mask, out)?;
+                proto.closing_mut().sent = Some(Some(frame.clone()));
+                Ok(())
+            });
+            let _ = tokio::time::timeout(shared.config.close_timeout, write).await;
+            set_info(&shared, Side::Local, CloseReason::Frame(frame));
+            shutdown_write(&shared).await;
+            linger(shared, io, false);
+            Step::End(Some(Error::protocol(error)))
+        })
     }
 
     /// Drops the read buffer once it is empty: an idle connection holds none, and a chunk of
@@ -329,6 +336,35 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Receiver<S> {
             self.buf = BytesMut::new();
         }
     }
+}
+
+fn set_info<S>(shared: &Shared<S>, initiated_by: Side, reason: CloseReason) {
+    shared.proto().closing_mut().info = Some(CloseInfo {
+        initiated_by,
+        reason,
+    });
+}
+
+/// Hands the read half to a background task that reads and discards until the peer ends the
+/// connection (bounded by the close timeout), then, if asked, shuts down the write side.
+fn linger<S>(shared: Arc<Shared<S>>, io: Option<ReadHalf<S>>, shutdown_after: bool)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let Some(mut io) = io else {
+        return;
+    };
+    tokio::spawn(async move {
+        let timeout = shared.config.close_timeout;
+        let drain = async {
+            let mut scratch = [0u8; 1024];
+            while let Ok(1..) = io.read(&mut scratch).await {}
+        };
+        let _ = tokio::time::timeout(timeout, drain).await;
+        if shutdown_after {
+            shutdown_write(&shared).await;
+        }
+    });
 }
 
 /// Marks the transport finished and shuts down its write side (TCP FIN), bounded by the close

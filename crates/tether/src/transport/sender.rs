@@ -6,12 +6,15 @@
 //! writing, so a burst of messages goes out in one write; a server's large payloads are
 //! written straight from their shared buffer with a vectored write, after their header.
 
+use std::future::poll_fn;
 use std::io::{self, IoSlice};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tether_proto::{CloseFrame, Message, Role, SendError};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWrite;
 use tokio::time::Instant;
 
 use super::{Proto, Shared, Writer};
@@ -48,32 +51,56 @@ pub(crate) enum WriteError {
     Io(io::Error),
 }
 
+impl<S> Writer<S> {
+    /// Whether the queued bytes must be written now: on request, past the feed threshold, or
+    /// when a payload waits in the tail (nothing can be queued behind it).
+    fn must_write(&self, flush: Flush) -> bool {
+        flush == Flush::Now || !self.tail.is_empty() || self.buf.len() >= FEED_WRITE_THRESHOLD
+    }
+}
+
 impl<S: AsyncWrite> Writer<S> {
     /// Writes the whole buffer, then the tail. Cancel-safe: what was written is removed as it
     /// goes, so a cancelled write resumes where it stopped.
     pub(crate) async fn write_buffered(&mut self) -> io::Result<()> {
+        poll_fn(|cx| self.poll_write_buffered(cx)).await
+    }
+
+    /// [`Writer::write_buffered`] as a poll function.
+    fn poll_write_buffered(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.buf.is_empty() || !self.tail.is_empty() {
+            let io = Pin::new(&mut self.io);
             let written = if self.tail.is_empty() {
-                self.io.write(&self.buf).await?
+                ready!(io.poll_write(cx, &self.buf))?
             } else if self.buf.is_empty() {
-                self.io.write(&self.tail).await?
+                ready!(io.poll_write(cx, &self.tail))?
             } else {
                 let slices = [IoSlice::new(&self.buf), IoSlice::new(&self.tail)];
-                self.io.write_vectored(&slices).await?
+                ready!(io.poll_write_vectored(cx, &slices))?
             };
             if written == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             let from_buf = written.min(self.buf.len());
             self.buf.advance(from_buf);
             self.tail.advance(written - from_buf);
         }
-        self.io.flush().await?;
+        ready!(Pin::new(&mut self.io).poll_flush(cx))?;
         if self.buf.capacity() > MAX_RETAINED_WRITE_BUFFER {
             self.buf = BytesMut::new();
         }
-        Ok(())
+        Poll::Ready(Ok(()))
     }
+}
+
+/// The outcome of trying to write without waiting.
+enum Attempt<F> {
+    /// Finished (written, queued, or refused).
+    Done(Result<(), WriteError>),
+    /// The write lock was taken: nothing was encoded, here is the encoder back.
+    Busy(F),
+    /// Encoded, but the socket did not take everything: the rest must be written.
+    Unfinished,
 }
 
 impl<S: AsyncWrite> Shared<S> {
@@ -90,39 +117,83 @@ impl<S: AsyncWrite> Shared<S> {
 
     /// Encodes with `encode`, which may hand back a payload to write after the encoded bytes,
     /// then writes as `flush` says.
+    ///
+    /// The common case finishes without waiting: the write lock is free and the socket takes
+    /// the bytes at once. Only a contended lock or a full socket waits, in a boxed future, so
+    /// the future of a send stays small.
     pub(crate) async fn write_with<F>(&self, flush: Flush, encode: F) -> Result<(), WriteError>
+    where
+        F: FnOnce(&mut Proto, Option<[u8; 4]>, &mut BytesMut) -> Result<Option<Bytes>, SendError>,
+    {
+        match self.try_write_now(flush, encode) {
+            Attempt::Done(result) => result,
+            Attempt::Busy(encode) => Box::pin(self.write_waiting(flush, encode)).await,
+            Attempt::Unfinished => Box::pin(self.flush_queued()).await,
+        }
+    }
+
+    fn try_write_now<F>(&self, flush: Flush, encode: F) -> Attempt<F>
+    where
+        F: FnOnce(&mut Proto, Option<[u8; 4]>, &mut BytesMut) -> Result<Option<Bytes>, SendError>,
+    {
+        let Ok(mut writer) = self.writer.try_lock() else {
+            return Attempt::Busy(encode);
+        };
+        if !writer.tail.is_empty() {
+            // A cancelled vectored write left its payload: the waiting path writes it first.
+            return Attempt::Busy(encode);
+        }
+        if let Err(error) = self.encode_into(&mut writer, encode) {
+            return Attempt::Done(Err(error));
+        }
+        if !writer.must_write(flush) {
+            return Attempt::Done(Ok(()));
+        }
+        // One attempt without a waker: a full socket hands over to the waiting path, which
+        // polls again with the task's real waker.
+        let mut cx = Context::from_waker(Waker::noop());
+        match writer.poll_write_buffered(&mut cx) {
+            Poll::Ready(result) => {
+                Attempt::Done(self.note_write_result(result).map_err(WriteError::Io))
+            }
+            Poll::Pending => Attempt::Unfinished,
+        }
+    }
+
+    async fn write_waiting<F>(&self, flush: Flush, encode: F) -> Result<(), WriteError>
     where
         F: FnOnce(&mut Proto, Option<[u8; 4]>, &mut BytesMut) -> Result<Option<Bytes>, SendError>,
     {
         let mut writer = self.writer.lock().await;
         if !writer.tail.is_empty() {
-            // A cancelled vectored write left its payload: it must go before anything new.
             let result = writer.write_buffered().await;
             self.note_write_result(result).map_err(WriteError::Io)?;
         }
-        let mask = match self.role {
-            Role::Client => Some(mask_key()),
-            Role::Server => None,
-        };
-        let tail = {
-            let mut proto = self.proto();
-            if proto.terminated {
-                return Err(WriteError::State(SendError::Closed));
-            }
-            encode(&mut proto, mask, &mut writer.buf).map_err(WriteError::State)?
-        };
-        let must_write = match tail {
-            Some(tail) => {
-                writer.tail = tail;
-                true
-            }
-            None => flush == Flush::Now || writer.buf.len() >= FEED_WRITE_THRESHOLD,
-        };
-        if !must_write {
+        self.encode_into(&mut writer, encode)?;
+        if !writer.must_write(flush) {
             return Ok(());
         }
         let result = writer.write_buffered().await;
         self.note_write_result(result).map_err(WriteError::Io)
+    }
+
+    /// Encodes under the protocol lock; a payload handed back becomes the writer's tail.
+    fn encode_into<F>(&self, writer: &mut Writer<S>, encode: F) -> Result<(), WriteError>
+    where
+        F: FnOnce(&mut Proto, Option<[u8; 4]>, &mut BytesMut) -> Result<Option<Bytes>, SendError>,
+    {
+        let mask = match self.role {
+            Role::Client => Some(mask_key()),
+            Role::Server => None,
+        };
+        let mut proto = self.proto();
+        if proto.terminated {
+            return Err(WriteError::State(SendError::Closed));
+        }
+        if let Some(tail) = encode(&mut proto, mask, &mut writer.buf).map_err(WriteError::State)? {
+            writer.tail = tail;
+        }
+        Ok(())
     }
 
     /// Writes whatever is queued.
@@ -144,8 +215,9 @@ impl<S: AsyncWrite> Shared<S> {
         let timeout = self.config.close_timeout;
         let write = self.write_frame(|proto, mask, out| {
             proto.conn.encode_close(frame.as_ref(), mask, out)?;
-            proto.sent_close = Some(frame.clone());
-            proto.close_deadline = Some(Instant::now() + timeout);
+            let closing = proto.closing_mut();
+            closing.sent = Some(frame.clone());
+            closing.deadline = Some(Instant::now() + timeout);
             Ok(())
         });
         match tokio::time::timeout(timeout, write).await {
