@@ -14,6 +14,7 @@
 mod receiver;
 mod sender;
 
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -253,8 +254,8 @@ where
     /// - [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) (close phase): the peer did not
     ///   answer our close in time.
     /// - [`ErrorKind::Io`](crate::ErrorKind::Io): the transport failed.
-    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
-        self.receiver.recv().await
+    pub fn recv(&mut self) -> impl Future<Output = Option<Result<Message, Error>>> + '_ {
+        self.receiver.recv()
     }
 
     /// Sends a message.
@@ -263,16 +264,22 @@ where
     /// [`ErrorKind::ConnectionClosed`](crate::ErrorKind::ConnectionClosed) once the connection
     /// is closing or closed, with the message given back ([`Error::into_message`]); or an I/O
     /// error.
-    pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
-        self.sender.send(message).await
+    pub fn send(
+        &mut self,
+        message: impl Into<Message>,
+    ) -> impl Future<Output = Result<(), Error>> + '_ {
+        self.sender.send(message)
     }
 
     /// Queues a message without writing it yet; see [`Sender::feed`].
     ///
     /// # Errors
     /// As [`WebSocket::send`].
-    pub async fn feed(&mut self, message: impl Into<Message>) -> Result<(), Error> {
-        self.sender.feed(message).await
+    pub fn feed(
+        &mut self,
+        message: impl Into<Message>,
+    ) -> impl Future<Output = Result<(), Error>> + '_ {
+        self.sender.feed(message)
     }
 
     /// Writes every queued message; see [`Sender::flush`].

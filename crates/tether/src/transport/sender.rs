@@ -6,7 +6,7 @@
 //! writing, so a burst of messages goes out in one write; a server's large payloads are
 //! written straight from their shared buffer with a vectored write, after their header.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -256,8 +256,11 @@ impl<S: AsyncWrite> Sender<S> {
     /// [`ErrorKind::ConnectionClosed`](crate::ErrorKind::ConnectionClosed) once a close frame
     /// was sent or received or the transport ended, with the message given back
     /// ([`Error::into_message`]); [`ErrorKind::Io`](crate::ErrorKind::Io) if the write failed.
-    pub async fn send(&self, message: impl Into<Message>) -> Result<(), Error> {
-        self.send_with(message.into(), Flush::Now).await
+    pub fn send(
+        &self,
+        message: impl Into<Message>,
+    ) -> impl Future<Output = Result<(), Error>> + '_ {
+        self.send_with(message.into(), Flush::Now)
     }
 
     /// Queues a message without writing it yet, so that several go out in one write; call
@@ -266,8 +269,11 @@ impl<S: AsyncWrite> Sender<S> {
     ///
     /// # Errors
     /// As [`Sender::send`].
-    pub async fn feed(&self, message: impl Into<Message>) -> Result<(), Error> {
-        self.send_with(message.into(), Flush::Later).await
+    pub fn feed(
+        &self,
+        message: impl Into<Message>,
+    ) -> impl Future<Output = Result<(), Error>> + '_ {
+        self.send_with(message.into(), Flush::Later)
     }
 
     /// Writes every queued message.
@@ -284,22 +290,26 @@ impl<S: AsyncWrite> Sender<S> {
             })
     }
 
+    /// The one future behind `send` and `feed`, kept flat (no nested async layers, each of
+    /// which would keep its own copy of the message) so that a connection's task stays small.
     async fn send_with(&self, message: Message, flush: Flush) -> Result<(), Error> {
         let server = self.shared.role == Role::Server;
-        let result = self
-            .shared
-            .write_with(flush, |proto, mask, out| {
-                if server && message.len() >= VECTORED_PAYLOAD_MIN {
-                    proto.conn.encode_message_header(&message, out)?;
-                    Ok(Some(message.payload().clone()))
-                } else {
-                    proto
-                        .conn
-                        .encode_message(&message, mask, out)
-                        .map(|()| None)
-                }
-            })
-            .await;
+        let encode = |proto: &mut Proto, mask, out: &mut BytesMut| {
+            if server && message.len() >= VECTORED_PAYLOAD_MIN {
+                proto.conn.encode_message_header(&message, out)?;
+                Ok(Some(message.payload().clone()))
+            } else {
+                proto
+                    .conn
+                    .encode_message(&message, mask, out)
+                    .map(|()| None)
+            }
+        };
+        let result = match self.shared.try_write_now(flush, encode) {
+            Attempt::Done(result) => result,
+            Attempt::Busy(encode) => Box::pin(self.shared.write_waiting(flush, encode)).await,
+            Attempt::Unfinished => Box::pin(self.shared.flush_queued()).await,
+        };
         match result {
             Ok(()) => Ok(()),
             Err(WriteError::State(_)) => Err(Error::closed(Some(message))),
