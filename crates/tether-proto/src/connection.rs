@@ -615,8 +615,16 @@ pub fn encode_frame(opcode: Opcode, payload: &[u8], mask: Option<[u8; 4]>, out: 
         mask,
         payload_len: payload.len() as u64,
     };
-    out.reserve(header.encoded_len() + payload.len());
-    header.encode(out);
+    // The header goes through a small stack buffer, so the output buffer is reserved once and
+    // written twice, instead of byte by byte.
+    let mut head = [0u8; crate::frame::MAX_HEADER_LEN];
+    let head_len = {
+        let mut cursor = head.as_mut_slice();
+        header.encode(&mut cursor);
+        crate::frame::MAX_HEADER_LEN - cursor.len()
+    };
+    out.reserve(head_len + payload.len());
+    out.extend_from_slice(head.get(..head_len).unwrap_or_default());
     let start = out.len();
     out.extend_from_slice(payload);
     if let (Some(key), Some(body)) = (mask, out.get_mut(start..)) {

@@ -33,10 +33,20 @@ impl Utf8Bytes {
         Self(Bytes::from_static(text.as_bytes()))
     }
 
-    /// The text.
+    /// The text, without checking it again.
+    #[allow(unsafe_code)] // The crate's one audited `unsafe`: see the SAFETY note.
     pub fn as_str(&self) -> &str {
-        // Every constructor guarantees UTF-8.
-        std::str::from_utf8(&self.0).unwrap_or_default()
+        // SAFETY: every constructor of `Utf8Bytes` establishes that the bytes are UTF-8
+        // (`try_from_bytes` and the message assembler check them, `from_static`, `From<&str>`
+        // and `From<String>` start from a `str`), and `Bytes` is immutable, so the invariant
+        // holds for the value's whole life.
+        unsafe { std::str::from_utf8_unchecked(&self.0) }
+    }
+
+    /// A copy of the text in a buffer of its own (not shared with the buffer it was read
+    /// from), without checking it again.
+    pub fn to_detached(&self) -> Self {
+        Self(Bytes::copy_from_slice(&self.0))
     }
 
     /// The underlying bytes.

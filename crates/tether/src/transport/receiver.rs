@@ -52,7 +52,7 @@ thread_local! {
     /// The receive buffer shared by every connection on this thread. An idle connection holds
     /// no read buffer: it reads into this one, and keeps only the bytes of a frame still
     /// arriving.
-    static SCRATCH: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+    static SCRATCH: RefCell<Option<BytesMut>> = const { RefCell::new(None) };
 }
 
 /// What a side task decides when it finishes.
@@ -211,13 +211,14 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Receiver<S> {
         if buf.is_empty() {
             let shared_read = SCRATCH.with(|cell| {
                 // Only a re-entrant poll could find it borrowed; then use our own buffer.
-                let mut scratch = cell.try_borrow_mut().ok()?;
+                let mut cell = cell.try_borrow_mut().ok()?;
+                let scratch = cell.get_or_insert_with(BytesMut::new);
                 if scratch.capacity() < SCRATCH_MIN_SPARE {
                     // Reuses the old chunk in place when no message still refers to it.
                     scratch.reserve(SCRATCH_CHUNK);
                 }
                 Some(
-                    match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, &mut *scratch) {
+                    match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, scratch) {
                         Poll::Ready(Ok(read)) => {
                             *buf = scratch.split_to(read);
                             Poll::Ready(Ok(read))
@@ -384,7 +385,7 @@ fn detach_small(message: Message) -> Message {
         return message;
     }
     match message {
-        Message::Text(text) => Message::Text(tether_proto::Utf8Bytes::from(text.as_str())),
+        Message::Text(text) => Message::Text(text.to_detached()),
         Message::Binary(bytes) => Message::Binary(Bytes::copy_from_slice(&bytes)),
         other => other,
     }

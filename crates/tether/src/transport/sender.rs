@@ -81,6 +81,11 @@ impl<S: AsyncWrite> Writer<S> {
             if written == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
+            if written == self.buf.len() && self.tail.is_empty() {
+                // All of it, the usual case: clearing is cheaper than advancing.
+                self.buf.clear();
+                continue;
+            }
             let from_buf = written.min(self.buf.len());
             self.buf.advance(from_buf);
             self.tail.advance(written - from_buf);
