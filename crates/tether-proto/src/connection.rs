@@ -182,6 +182,8 @@ pub struct Connection {
     received_close: Option<Box<Option<CloseFrame>>>,
     failed: bool,
     closed_by: Option<Side>,
+    /// Payloads up to this many bytes are copied out of the input; larger ones share it.
+    detach_threshold: usize,
 }
 
 impl Connection {
@@ -198,7 +200,19 @@ impl Connection {
             received_close: None,
             failed: false,
             closed_by: None,
+            detach_threshold: 0,
         }
+    }
+
+    /// Copies payloads of up to `max` bytes into buffers of their own instead of handing out
+    /// views of the input buffer (the default, `0`, never copies).
+    ///
+    /// A view keeps the whole input buffer alive as long as the message lives; when the input
+    /// is a large buffer shared by many connections, copying small payloads (cheap) keeps a
+    /// message an application holds on to from pinning it.
+    pub const fn with_detach_threshold(mut self, max: usize) -> Self {
+        self.detach_threshold = max;
+        self
     }
 
     /// This endpoint's role.
@@ -320,7 +334,13 @@ impl Connection {
             let header = frame.header;
             let len = frame.len;
             self.frame = None;
-            let payload = input.split_to(len).freeze();
+            let payload = if len <= self.detach_threshold {
+                let copy = Bytes::copy_from_slice(input.get(..len).unwrap_or_default());
+                input.advance(len);
+                copy
+            } else {
+                input.split_to(len).freeze()
+            };
             if let Some(event) = self.complete_frame(header, payload)? {
                 return Ok(Some(event));
             }

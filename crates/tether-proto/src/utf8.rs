@@ -47,7 +47,9 @@ impl Utf8Validator {
                 return Ok(());
             }
         }
-        if basic::from_utf8(input).is_ok() {
+        // ASCII, the common case for short text, is checked a word at a time by std without
+        // the set-up cost of the SIMD validator.
+        if input.is_ascii() || basic::from_utf8(input).is_ok() {
             return Ok(());
         }
         match compat::from_utf8(input) {

@@ -450,3 +450,22 @@ fn a_server_may_send_a_header_alone_and_a_client_may_not() {
         Err(SendError::MaskRequired)
     );
 }
+
+#[test]
+fn payloads_under_the_detach_threshold_are_copied_and_larger_ones_shared() {
+    let mut conn = Connection::new(Role::Server, Limits::default()).with_detach_threshold(64);
+    for (len, shared) in [(64usize, false), (65, true)] {
+        let frame = client_frame(true, 0, 2, &vec![3u8; len]);
+        let mut input = BytesMut::from(&frame[..]);
+        let start = input.as_ptr() as usize;
+        let end = start + input.len();
+        let Some(Event::Message(Message::Binary(payload))) = conn.read(&mut input).expect("ok")
+        else {
+            panic!("expected a binary message");
+        };
+        assert_eq!(payload.len(), len);
+        let inside = (start..end).contains(&(payload.as_ptr() as usize));
+        assert_eq!(inside, shared, "len {len}");
+        assert!(input.is_empty());
+    }
+}

@@ -183,6 +183,9 @@ pub(crate) struct Writer<S> {
 #[derive(Debug)]
 pub(crate) struct Shared<S> {
     pub(crate) role: Role,
+    /// Set once a close frame was sent, so the receiver looks for a close deadline (under
+    /// the lock) only when there can be one.
+    pub(crate) closing: std::sync::atomic::AtomicBool,
     pub(crate) config: Config,
     proto: Mutex<Proto>,
     pub(crate) writer: tokio::sync::Mutex<Writer<S>>,
@@ -222,9 +225,11 @@ where
         let (read_half, write_half): (ReadHalf<S>, WriteHalf<S>) = tokio::io::split(stream);
         let shared = Arc::new(Shared {
             role,
+            closing: std::sync::atomic::AtomicBool::new(false),
             config,
             proto: Mutex::new(Proto {
-                conn: Connection::new(role, config.limits),
+                conn: Connection::new(role, config.limits)
+                    .with_detach_threshold(receiver::COPY_OUT_MAX),
                 terminated: false,
                 closing: None,
             }),

@@ -44,9 +44,10 @@ const SCRATCH_CHUNK: usize = 128 * 1024;
 /// arrives in one read.
 const SCRATCH_MIN_SPARE: usize = 72 * 1024;
 
-/// Payloads up to this size are copied out of the shared buffer, so that a small message an
-/// application keeps does not pin a whole chunk; larger ones are handed out without a copy.
-const COPY_OUT_MAX: usize = 4 * 1024;
+/// Payloads up to this size are copied out of the shared buffer by the core, so that a small
+/// message an application keeps does not pin a whole chunk; larger ones are handed out without
+/// a copy.
+pub(crate) const COPY_OUT_MAX: usize = 4 * 1024;
 
 thread_local! {
     /// The receive buffer shared by every connection on this thread. An idle connection holds
@@ -137,7 +138,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Receiver<S> {
             match event {
                 Ok(Some(Event::Message(message))) => {
                     self.release_idle_buffer();
-                    return Poll::Ready(Some(Ok(detach_small(message))));
+                    return Poll::Ready(Some(Ok(message)));
                 }
                 Ok(Some(Event::Ping(payload))) => self.task = Some(self.answer_ping(payload)),
                 Ok(Some(Event::Close(frame))) => self.task = Some(self.on_peer_close(frame)),
@@ -167,7 +168,8 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Receiver<S> {
     /// without waiting for the network.
     pub fn has_buffered_input(&self) -> bool {
         // Mid-frame, the buffer starts with payload, not a header: say no rather than guess.
-        !self.done
+        !self.buf.is_empty()
+            && !self.done
             && !self.shared.proto().conn.has_partial_frame()
             && tether_proto::frame::FrameHeader::decode(&self.buf)
                 .ok()
@@ -189,6 +191,13 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Receiver<S> {
 
     /// Whether we sent a close frame and the peer's answer is overdue; registers the timer.
     fn close_deadline_passed(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self
+            .shared
+            .closing
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return false;
+        }
         let Some(deadline) = self.shared.proto().close_deadline() else {
             return false;
         };
@@ -377,16 +386,4 @@ async fn shutdown_write<S: AsyncWrite>(shared: &Shared<S>) {
         let _ = writer.io.shutdown().await;
     };
     let _ = tokio::time::timeout(shared.config.close_timeout, shutdown).await;
-}
-
-/// Copies a small payload out of the (possibly shared) read buffer; see [`COPY_OUT_MAX`].
-fn detach_small(message: Message) -> Message {
-    if message.len() > COPY_OUT_MAX {
-        return message;
-    }
-    match message {
-        Message::Text(text) => Message::Text(text.to_detached()),
-        Message::Binary(bytes) => Message::Binary(Bytes::copy_from_slice(&bytes)),
-        other => other,
-    }
 }

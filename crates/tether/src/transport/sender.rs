@@ -223,6 +223,8 @@ impl<S: AsyncWrite> Shared<S> {
             let closing = proto.closing_mut();
             closing.sent = Some(frame.clone());
             closing.deadline = Some(Instant::now() + timeout);
+            self.closing
+                .store(true, std::sync::atomic::Ordering::Release);
             Ok(())
         });
         match tokio::time::timeout(timeout, write).await {
