@@ -177,6 +177,8 @@ pub(crate) struct Writer<S> {
     pub(crate) io: WriteHalf<S>,
     pub(crate) buf: BytesMut,
     pub(crate) tail: bytes::Bytes,
+    /// Whether a writer is flushing the outbox; others queue behind it.
+    pub(crate) flushing: bool,
 }
 
 /// State shared by the receiver and every sender of one connection.
@@ -188,10 +190,20 @@ pub(crate) struct Shared<S> {
     pub(crate) closing: std::sync::atomic::AtomicBool,
     pub(crate) config: Config,
     proto: Mutex<Proto>,
-    pub(crate) writer: tokio::sync::Mutex<Writer<S>>,
+    /// The outbox; locked only for a moment, never across an await.
+    writer: Mutex<Writer<S>>,
+    /// Wakes writers waiting for a flush in progress to drain the outbox.
+    pub(crate) drained: tokio::sync::Notify,
 }
 
 impl<S> Shared<S> {
+    /// The outbox. Lock order: the outbox before the protocol state.
+    pub(crate) fn writer(&self) -> MutexGuard<'_, Writer<S>> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     pub(crate) fn proto(&self) -> MutexGuard<'_, Proto> {
         // A panic while holding this lock cannot leave the state half-updated in a way that
         // matters more than losing the connection; keep going with the inner value.
@@ -233,11 +245,13 @@ where
                 terminated: false,
                 closing: None,
             }),
-            writer: tokio::sync::Mutex::new(Writer {
+            writer: Mutex::new(Writer {
                 io: write_half,
                 buf: BytesMut::new(),
                 tail: bytes::Bytes::new(),
+                flushing: false,
             }),
+            drained: tokio::sync::Notify::new(),
         });
         Self {
             receiver: Receiver::new(Arc::clone(&shared), read_half, leftover),

@@ -22,7 +22,7 @@ use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
 use tether_proto::{CloseFrame, Event, Message, ProtocolError, Role, Side};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadHalf};
 use tokio::time::Sleep;
 
 use super::sender::WriteError;
@@ -381,9 +381,6 @@ where
 /// timeout.
 async fn shutdown_write<S: AsyncWrite>(shared: &Shared<S>) {
     shared.proto().terminated = true;
-    let shutdown = async {
-        let mut writer = shared.writer.lock().await;
-        let _ = writer.io.shutdown().await;
-    };
+    let shutdown = std::future::poll_fn(|cx| Pin::new(&mut shared.writer().io).poll_shutdown(cx));
     let _ = tokio::time::timeout(shared.config.close_timeout, shutdown).await;
 }

@@ -1,10 +1,12 @@
 //! The sending half: a cloneable handle that many tasks can send through at once.
 //!
-//! Every write takes the connection's write lock, encodes under the protocol lock (so the
-//! core's close rules see every frame in order) and writes the encoded bytes before the lock
-//! is released; a data frame can never overtake a close frame. `feed` encodes without
-//! writing, so a burst of messages goes out in one write; a server's large payloads are
-//! written straight from their shared buffer with a vectored write, after their header.
+//! Every frame is encoded under the protocol lock into the connection's outbox, in order, so
+//! the core's close rules see every frame and a data frame can never overtake a close frame.
+//! The outbox lock is a plain mutex held for a moment, never across an await: one writer at
+//! a time flushes the outbox, and frames sent meanwhile queue behind and go out in the same
+//! write. `feed` queues without writing, so a burst goes out in one write; a server's large
+//! payloads are written straight from their shared buffer with a vectored write, after their
+//! header.
 
 use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
@@ -53,20 +55,20 @@ pub(crate) enum WriteError {
 
 impl<S> Writer<S> {
     /// Whether the queued bytes must be written now: on request, past the feed threshold, or
-    /// when a payload waits in the tail (nothing can be queued behind it).
+    /// when a payload waits in the tail.
     fn must_write(&self, flush: Flush) -> bool {
-        flush == Flush::Now || !self.tail.is_empty() || self.buf.len() >= FEED_WRITE_THRESHOLD
+        flush == Flush::Now || !self.tail.is_empty() || self.queued() >= FEED_WRITE_THRESHOLD
+    }
+
+    /// How many bytes wait to be written.
+    fn queued(&self) -> usize {
+        self.buf.len() + self.tail.len()
     }
 }
 
 impl<S: AsyncWrite> Writer<S> {
     /// Writes the whole buffer, then the tail. Cancel-safe: what was written is removed as it
     /// goes, so a cancelled write resumes where it stopped.
-    pub(crate) async fn write_buffered(&mut self) -> io::Result<()> {
-        poll_fn(|cx| self.poll_write_buffered(cx)).await
-    }
-
-    /// [`Writer::write_buffered`] as a poll function.
     fn poll_write_buffered(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.buf.is_empty() || !self.tail.is_empty() {
             let io = Pin::new(&mut self.io);
@@ -98,14 +100,29 @@ impl<S: AsyncWrite> Writer<S> {
     }
 }
 
-/// The outcome of trying to write without waiting.
-enum Attempt<F> {
-    /// Finished (written, queued, or refused).
-    Done(Result<(), WriteError>),
-    /// The write lock was taken: nothing was encoded, here is the encoder back.
-    Busy(F),
-    /// Encoded, but the socket did not take everything: the rest must be written.
-    Unfinished,
+/// What a writer still has to do after queueing its frame.
+enum Pending {
+    /// Be the flusher: write the queue out until it is empty.
+    Flush,
+    /// Another task is flushing: wait until at most this many bytes are queued (or take
+    /// over if that task stops).
+    DrainTo(usize),
+}
+
+/// Clears the flusher role if the flushing future is dropped before it finished, and wakes a
+/// waiting writer to take over.
+struct FlusherGuard<'a, S> {
+    shared: &'a Shared<S>,
+    armed: bool,
+}
+
+impl<S> Drop for FlusherGuard<'_, S> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.shared.writer().flushing = false;
+            self.shared.drained.notify_waiters();
+        }
+    }
 }
 
 impl<S: AsyncWrite> Shared<S> {
@@ -120,69 +137,125 @@ impl<S: AsyncWrite> Shared<S> {
         .await
     }
 
-    /// Encodes with `encode`, which may hand back a payload to write after the encoded bytes,
-    /// then writes as `flush` says.
+    /// Queues the frame `encode` makes (it may hand back a payload to write after the
+    /// encoded bytes) and writes as `flush` says.
     ///
-    /// The common case finishes without waiting: the write lock is free and the socket takes
-    /// the bytes at once. Only a contended lock or a full socket waits, in a boxed future, so
-    /// the future of a send stays small.
+    /// The writer lock is a plain mutex held only for a moment, never across an await. The
+    /// common case finishes at once: nobody else is writing and the socket takes the bytes.
+    /// If the socket is full, this writer becomes the flusher and finishes the write in a
+    /// boxed future (so the future of a send stays small); writers that come meanwhile queue
+    /// their frames behind, and wait only when the queue is long.
     pub(crate) async fn write_with<F>(&self, flush: Flush, encode: F) -> Result<(), WriteError>
     where
         F: FnOnce(&mut Proto, Option<[u8; 4]>, &mut BytesMut) -> Result<Option<Bytes>, SendError>,
     {
-        match self.try_write_now(flush, encode) {
-            Attempt::Done(result) => result,
-            Attempt::Busy(encode) => Box::pin(self.write_waiting(flush, encode)).await,
-            Attempt::Unfinished => Box::pin(self.flush_queued()).await,
-        }
+        let pending = {
+            let mut writer = self.writer();
+            self.encode_into(&mut writer, encode)?;
+            match self.next_step(&mut writer, flush) {
+                Ok(Some(pending)) => pending,
+                Ok(None) => return Ok(()),
+                Err(error) => return Err(error),
+            }
+        };
+        Box::pin(self.finish(pending)).await
     }
 
-    fn try_write_now<F>(&self, flush: Flush, encode: F) -> Attempt<F>
-    where
-        F: FnOnce(&mut Proto, Option<[u8; 4]>, &mut BytesMut) -> Result<Option<Bytes>, SendError>,
-    {
-        let Ok(mut writer) = self.writer.try_lock() else {
-            return Attempt::Busy(encode);
+    /// Writes whatever is queued, waiting for a flush in progress to end.
+    pub(crate) async fn flush_queued(&self) -> Result<(), WriteError> {
+        let pending = {
+            let mut writer = self.writer();
+            if writer.flushing {
+                Pending::DrainTo(0)
+            } else {
+                match self.try_write(&mut writer) {
+                    Ok(Some(pending)) => pending,
+                    Ok(None) => return Ok(()),
+                    Err(error) => return Err(error),
+                }
+            }
         };
-        if !writer.tail.is_empty() {
-            // A cancelled vectored write left its payload: the waiting path writes it first.
-            return Attempt::Busy(encode);
-        }
-        if let Err(error) = self.encode_into(&mut writer, encode) {
-            return Attempt::Done(Err(error));
-        }
+        Box::pin(self.finish(pending)).await
+    }
+
+    /// Decides, with the lock held and the frame queued, what is left to do.
+    fn next_step(
+        &self,
+        writer: &mut Writer<S>,
+        flush: Flush,
+    ) -> Result<Option<Pending>, WriteError> {
         if !writer.must_write(flush) {
-            return Attempt::Done(Ok(()));
+            return Ok(None);
         }
-        // One attempt without a waker: a full socket hands over to the waiting path, which
-        // polls again with the task's real waker.
+        if writer.flushing {
+            // Our frame is behind the flusher's: it will write it. Wait only for a long queue.
+            return Ok((writer.queued() > FEED_WRITE_THRESHOLD)
+                .then_some(Pending::DrainTo(FEED_WRITE_THRESHOLD)));
+        }
+        self.try_write(writer)
+    }
+
+    /// One write attempt without a waker; if the socket does not take everything, the caller
+    /// becomes the flusher.
+    fn try_write(&self, writer: &mut Writer<S>) -> Result<Option<Pending>, WriteError> {
         let mut cx = Context::from_waker(Waker::noop());
         match writer.poll_write_buffered(&mut cx) {
-            Poll::Ready(result) => {
-                Attempt::Done(self.note_write_result(result).map_err(WriteError::Io))
+            Poll::Ready(result) => self.note_write_result(writer, result).map(|()| None),
+            Poll::Pending => {
+                writer.flushing = true;
+                Ok(Some(Pending::Flush))
             }
-            Poll::Pending => Attempt::Unfinished,
         }
     }
 
-    async fn write_waiting<F>(&self, flush: Flush, encode: F) -> Result<(), WriteError>
-    where
-        F: FnOnce(&mut Proto, Option<[u8; 4]>, &mut BytesMut) -> Result<Option<Bytes>, SendError>,
-    {
-        let mut writer = self.writer.lock().await;
-        if !writer.tail.is_empty() {
-            let result = writer.write_buffered().await;
-            self.note_write_result(result).map_err(WriteError::Io)?;
+    /// The slow part of a write: flushing with the task's real waker, or waiting for the
+    /// flusher.
+    async fn finish(&self, mut pending: Pending) -> Result<(), WriteError> {
+        loop {
+            match pending {
+                Pending::Flush => {
+                    let mut guard = FlusherGuard {
+                        shared: self,
+                        armed: true,
+                    };
+                    let result = poll_fn(|cx| self.writer().poll_write_buffered(cx)).await;
+                    guard.armed = false;
+                    let result = {
+                        let mut writer = self.writer();
+                        writer.flushing = false;
+                        self.note_write_result(&mut writer, result)
+                    };
+                    self.drained.notify_waiters();
+                    return result;
+                }
+                Pending::DrainTo(target) => {
+                    let notified = self.drained.notified();
+                    tokio::pin!(notified);
+                    // Registered before looking, so a flush that ends in between still wakes us.
+                    notified.as_mut().enable();
+                    {
+                        let mut writer = self.writer();
+                        if self.proto().terminated {
+                            return Err(WriteError::State(SendError::Closed));
+                        }
+                        if writer.queued() <= target {
+                            return Ok(());
+                        }
+                        if !writer.flushing {
+                            // The flusher stopped (finished early or was cancelled): take over.
+                            writer.flushing = true;
+                            pending = Pending::Flush;
+                            continue;
+                        }
+                    }
+                    notified.await;
+                }
+            }
         }
-        self.encode_into(&mut writer, encode)?;
-        if !writer.must_write(flush) {
-            return Ok(());
-        }
-        let result = writer.write_buffered().await;
-        self.note_write_result(result).map_err(WriteError::Io)
     }
 
-    /// Encodes under the protocol lock; a payload handed back becomes the writer's tail.
+    /// Encodes under the protocol lock, behind everything queued; a payload handed back
+    /// becomes the tail.
     fn encode_into<F>(&self, writer: &mut Writer<S>, encode: F) -> Result<(), WriteError>
     where
         F: FnOnce(&mut Proto, Option<[u8; 4]>, &mut BytesMut) -> Result<Option<Bytes>, SendError>,
@@ -195,24 +268,30 @@ impl<S: AsyncWrite> Shared<S> {
         if proto.terminated {
             return Err(WriteError::State(SendError::Closed));
         }
+        if !writer.tail.is_empty() {
+            // A payload still waits behind the buffer (the socket was full): new frames go
+            // after it, so it joins the buffer first.
+            let tail = std::mem::take(&mut writer.tail);
+            writer.buf.extend_from_slice(&tail);
+        }
         if let Some(tail) = encode(&mut proto, mask, &mut writer.buf).map_err(WriteError::State)? {
             writer.tail = tail;
         }
         Ok(())
     }
 
-    /// Writes whatever is queued.
-    pub(crate) async fn flush_queued(&self) -> Result<(), WriteError> {
-        let mut writer = self.writer.lock().await;
-        let result = writer.write_buffered().await;
-        self.note_write_result(result).map_err(WriteError::Io)
-    }
-
-    fn note_write_result(&self, result: io::Result<()>) -> io::Result<()> {
-        if result.is_err() {
+    /// Records a failed write: the transport is finished and what was queued is dropped.
+    fn note_write_result(
+        &self,
+        writer: &mut Writer<S>,
+        result: io::Result<()>,
+    ) -> Result<(), WriteError> {
+        result.map_err(|error| {
             self.proto().terminated = true;
-        }
-        result
+            writer.buf = BytesMut::new();
+            writer.tail = Bytes::new();
+            WriteError::Io(error)
+        })
     }
 
     /// Sends our close frame, bounded by the close timeout; a second call does nothing.
@@ -312,11 +391,7 @@ impl<S: AsyncWrite> Sender<S> {
                     .map(|()| None)
             }
         };
-        let result = match self.shared.try_write_now(flush, encode) {
-            Attempt::Done(result) => result,
-            Attempt::Busy(encode) => Box::pin(self.shared.write_waiting(flush, encode)).await,
-            Attempt::Unfinished => Box::pin(self.shared.flush_queued()).await,
-        };
+        let result = self.shared.write_with(flush, encode).await;
         match result {
             Ok(()) => Ok(()),
             Err(WriteError::State(_)) => Err(Error::closed(Some(message))),
