@@ -134,7 +134,13 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Receiver<S> {
             if self.done {
                 return Poll::Ready(None);
             }
-            let event = self.shared.proto().conn.read(&mut self.buf);
+            // With nothing buffered the core has nothing to say (its state waits for bytes):
+            // skip the call and its lock.
+            let event = if self.buf.is_empty() {
+                Ok(None)
+            } else {
+                self.shared.proto().conn.read(&mut self.buf)
+            };
             match event {
                 Ok(Some(Event::Message(message))) => {
                     self.release_idle_buffer();
