@@ -171,11 +171,7 @@ where
     };
     match decide(&request) {
         Ok(accept) => {
-            let headers: Vec<(&str, &str)> = accept
-                .headers
-                .iter()
-                .map(|(name, value)| (name.as_str(), value.as_str()))
-                .collect();
+            let headers = header_refs(&accept.headers);
             let response = accept_response(&request, accept.protocol.as_deref(), None, &headers);
             stream.write_all(&response).await?;
             stream.flush().await?;
@@ -183,11 +179,7 @@ where
             Ok((socket, request))
         }
         Err(reject) => {
-            let headers: Vec<(&str, &str)> = reject
-                .headers
-                .iter()
-                .map(|(name, value)| (name.as_str(), value.as_str()))
-                .collect();
+            let headers = header_refs(&reject.headers);
             let response = reject_response(
                 reject.status,
                 &headers,
@@ -198,6 +190,14 @@ where
             Err(Error::rejected(reject.status))
         }
     }
+}
+
+/// Borrows owned header pairs as the `(&str, &str)` pairs the response builders take.
+fn header_refs(headers: &[(String, String)]) -> Vec<(&str, &str)> {
+    headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect()
 }
 
 enum ReadError {

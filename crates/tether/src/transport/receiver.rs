@@ -37,12 +37,13 @@ const READ_CHUNK: usize = 4096;
 /// make us allocate it up front.
 const MAX_READ_AHEAD: usize = 256 * 1024;
 
-/// The size of a fresh chunk of the shared receive buffer.
-const SCRATCH_CHUNK: usize = 128 * 1024;
+/// A read from the shared buffer is offered at least this much room: a whole 64 KiB frame
+/// with its header, so such a message arrives in one read.
+const SCRATCH_MIN_SPARE: usize = 64 * 1024 + 32;
 
-/// A read from the shared buffer is offered at least this much room, so a 64 KiB message
-/// arrives in one read.
-const SCRATCH_MIN_SPARE: usize = 72 * 1024;
+/// The size of a fresh chunk of the shared receive buffer: two of the largest reads, so a
+/// message handed out without a copy pins no more than about its own size.
+const SCRATCH_CHUNK: usize = 2 * SCRATCH_MIN_SPARE;
 
 /// Payloads up to this size are copied out of the shared buffer by the core, so that a small
 /// message an application keeps does not pin a whole chunk; larger ones are handed out without
@@ -249,7 +250,11 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Receiver<S> {
         let needed = shared.proto().conn.bytes_needed(buf.len());
         let want = needed.clamp(READ_CHUNK, buf.len().max(MAX_READ_AHEAD));
         if buf.capacity() - buf.len() < want {
-            buf.reserve(want);
+            // A fresh buffer of exactly the size needed: growing a slice of the shared chunk in
+            // place would allocate at least the chunk's whole size for this one connection.
+            let mut grown = BytesMut::with_capacity(buf.len() + want);
+            grown.extend_from_slice(buf);
+            *buf = grown;
         }
         tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
     }
