@@ -9,10 +9,14 @@
 //!   [`Receiver`] and a cloneable [`Sender`].
 //! - [`server::accept`] opens a connection on the server side, [`client::connect`] on the
 //!   client side.
+//! - [`codes`] is the error-code registry and the retry advice shared by servers and
+//!   clients; [`error_message::ErrorMessage`] is the structured error message format.
 //! - [`Error`] is one opaque error with a [`kind`](Error::kind) for every failure.
 
 pub mod client;
+pub mod codes;
 mod error;
+pub mod error_message;
 mod mask_keys;
 pub mod server;
 pub mod transport;
