@@ -116,6 +116,13 @@ async fn malformed_requests_get_their_exact_status() {
                 "{header} missing: {response:?}"
             );
         }
+        // The body is a structured error message: code 4000, the reason in the message.
+        let (_, body) = response.split_once("\r\n\r\n").unwrap();
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["type"], "error", "{response}");
+        assert_eq!(body["data"]["code"], 4000, "{response}");
+        assert!(!body["data"]["message"].as_str().unwrap().is_empty());
+        assert!(body["meta"]["timestamp"].as_str().unwrap().ends_with('Z'));
         let error = server.await.unwrap().unwrap_err();
         assert_eq!(error.kind(), ErrorKind::Protocol);
         assert_eq!(error.rejected_status().unwrap().to_string(), status);
@@ -125,15 +132,7 @@ async fn malformed_requests_get_their_exact_status() {
 #[tokio::test]
 async fn a_rejected_handshake_reaches_the_client_with_status_headers_and_body() {
     let (url, server) = serve_once(ServerConfig::default(), |_| {
-        let mut reject = Reject::new(
-            401,
-            r#"{"type":"error","data":{"code":4003,"message":"Unauthorized"}}"#,
-        );
-        reject
-            .headers
-            .push(("WWW-Authenticate".to_owned(), "Bearer".to_owned()));
-        reject.content_type = Some("application/json".to_owned());
-        Err(reject)
+        Err(Reject::error(401, "Unauthorized").with_header("WWW-Authenticate", "Bearer"))
     })
     .await;
     let error = connect(&url).await.unwrap_err();
@@ -145,10 +144,12 @@ async fn a_rejected_handshake_reaches_the_client_with_status_headers_and_body() 
             |(name, value)| name.eq_ignore_ascii_case("www-authenticate") && value == "Bearer"
         )
     );
-    assert_eq!(
-        &status.body[..],
-        br#"{"type":"error","data":{"code":4003,"message":"Unauthorized"}}"#
-    );
+    let body: serde_json::Value = serde_json::from_slice(&status.body).unwrap();
+    assert_eq!(body["data"]["code"], 4003);
+    assert_eq!(body["data"]["message"], "Unauthorized");
+    assert!(status.headers.iter().any(|(name, value)| {
+        name.eq_ignore_ascii_case("content-type") && value == "application/json"
+    }));
     let server_error = server.await.unwrap().unwrap_err();
     assert_eq!(server_error.kind(), ErrorKind::Rejected);
     assert_eq!(server_error.rejected_status(), Some(401));

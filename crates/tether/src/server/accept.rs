@@ -10,7 +10,9 @@ use tether_proto::handshake::{
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::codes::ErrorCode;
 use crate::error::{Error, TimeoutPhase};
+use crate::error_message::ErrorMessage;
 use crate::transport::{Config, WebSocket};
 
 /// Server-side settings for the opening handshake and the connections it opens.
@@ -88,6 +90,33 @@ pub struct Reject {
 }
 
 impl Reject {
+    /// A rejection with `status` and a body in the structured error format
+    /// (`{"type":"error","data":{"code":..,"message":..},"meta":{..}}`), whose code follows
+    /// the status: 401 -> 4003, 403 -> 4004, 404 -> 4001, 429 -> 4005, 5xx -> 5000, any
+    /// other -> 4000.
+    pub fn error(status: u16, message: impl Into<String>) -> Self {
+        let code = match status {
+            401 => ErrorCode::UNAUTHORIZED,
+            403 => ErrorCode::FORBIDDEN,
+            404 => ErrorCode::NOT_FOUND,
+            429 => ErrorCode::RATE_LIMITED,
+            500..=599 => ErrorCode::INTERNAL,
+            _ => ErrorCode::BAD_REQUEST,
+        };
+        Self {
+            status,
+            headers: Vec::new(),
+            content_type: Some("application/json".to_owned()),
+            body: ErrorMessage::new(code, message).to_json().into_bytes(),
+        }
+    }
+
+    /// This rejection with an extra response header.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
     /// A rejection with `status` and a plain-text body.
     pub fn new(status: u16, body: impl Into<String>) -> Self {
         Self {
@@ -96,6 +125,18 @@ impl Reject {
             content_type: Some("text/plain; charset=utf-8".to_owned()),
             body: body.into().into_bytes(),
         }
+    }
+}
+
+impl Reject {
+    /// The HTTP response: status, headers, `Content-Length`, `Connection: close`, body.
+    fn to_response(&self) -> Vec<u8> {
+        reject_response(
+            self.status,
+            &header_refs(&self.headers),
+            self.content_type.as_deref(),
+            &self.body,
+        )
     }
 }
 
@@ -164,7 +205,11 @@ where
         Err(_) => return Err(Error::timeout(TimeoutPhase::Handshake)),
         Ok(Err(ReadError::Io(error))) => return Err(error),
         Ok(Err(ReadError::Invalid(error))) => {
-            respond_and_close(&mut stream, &error.to_response()).await;
+            let mut reject = Reject::error(error.http_status(), error.to_string());
+            for (name, value) in error.response_headers() {
+                reject = reject.with_header(*name, *value);
+            }
+            respond_and_close(&mut stream, &reject.to_response()).await;
             return Err(Error::handshake(error));
         }
         Ok(Ok(parsed)) => parsed,
@@ -179,14 +224,7 @@ where
             Ok((socket, request))
         }
         Err(reject) => {
-            let headers = header_refs(&reject.headers);
-            let response = reject_response(
-                reject.status,
-                &headers,
-                reject.content_type.as_deref(),
-                &reject.body,
-            );
-            respond_and_close(&mut stream, &response).await;
+            respond_and_close(&mut stream, &reject.to_response()).await;
             Err(Error::rejected(reject.status))
         }
     }

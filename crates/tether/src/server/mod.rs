@@ -8,5 +8,9 @@
 //! builds on this.
 
 mod accept;
+mod close_error;
+mod router;
 
 pub use accept::{Accept, Reject, ServerConfig, accept, accept_tcp, accept_with};
+pub use close_error::CloseError;
+pub use router::{PathParams, Pattern, PatternError, Routes, parse_query};
