@@ -35,7 +35,7 @@ const VECTORED_PAYLOAD_MIN: usize = 16 * 1024;
 /// bound.
 const FEED_WRITE_THRESHOLD: usize = 64 * 1024;
 
-/// Whether a frame must be written before the write lock is released.
+/// Whether a frame must go out now or may wait in the outbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Flush {
     /// Write everything queued, this frame included.
