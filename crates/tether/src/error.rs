@@ -8,7 +8,9 @@ use std::fmt;
 use std::io;
 
 use tether_proto::handshake::HandshakeError;
-use tether_proto::{Message, ProtocolError};
+use tether_proto::{Message, ProtocolError, Side};
+
+use crate::transport::{CloseInfo, CloseReason};
 
 /// What kind of failure an [`Error`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,6 +48,10 @@ pub enum TimeoutPhase {
     Handshake,
     /// Waiting for the peer's close frame or for the TCP connection to end after it.
     Close,
+    /// Waiting for the pong that answers a heartbeat ping: the peer is gone or stuck.
+    Pong,
+    /// Waiting for the peer's next message longer than the idle timeout allows.
+    Idle,
 }
 
 impl fmt::Display for TimeoutPhase {
@@ -54,6 +60,8 @@ impl fmt::Display for TimeoutPhase {
             Self::Connect => "connect",
             Self::Handshake => "handshake",
             Self::Close => "close",
+            Self::Pong => "pong",
+            Self::Idle => "idle",
         })
     }
 }
@@ -78,6 +86,7 @@ enum Repr {
     Handshake(HandshakeError),
     Rejected(u16),
     Closed(Option<Message>),
+    Disconnected(CloseInfo),
     AbnormalClosure,
     Timeout(TimeoutPhase),
     Address(String, Option<io::Error>),
@@ -113,6 +122,12 @@ impl Error {
         Self::new(Repr::Closed(message))
     }
 
+    /// The connection ended with this close (a close frame from either side, or a transport
+    /// that ended without one).
+    pub(crate) fn disconnected(info: CloseInfo) -> Self {
+        Self::new(Repr::Disconnected(info))
+    }
+
     pub(crate) fn abnormal_closure() -> Self {
         Self::new(Repr::AbnormalClosure)
     }
@@ -142,7 +157,9 @@ impl Error {
             },
             Repr::Handshake(_) => ErrorKind::Protocol,
             Repr::Rejected(_) => ErrorKind::Rejected,
-            Repr::Closed(_) | Repr::AbnormalClosure => ErrorKind::ConnectionClosed,
+            Repr::Closed(_) | Repr::Disconnected(_) | Repr::AbnormalClosure => {
+                ErrorKind::ConnectionClosed
+            }
             Repr::Timeout(_) => ErrorKind::Timeout,
             Repr::Address(..) => ErrorKind::Address,
             Repr::BadStatus(_) => ErrorKind::BadStatus,
@@ -192,9 +209,22 @@ impl Error {
         }
     }
 
+    /// How the connection ended, for a [`ErrorKind::ConnectionClosed`] error that reports a
+    /// disconnect: who closed first, and the close code and reason (or the abnormal state).
+    pub fn close_info(&self) -> Option<&CloseInfo> {
+        match &*self.inner {
+            Repr::Disconnected(info) => Some(info),
+            _ => None,
+        }
+    }
+
     /// Whether the connection ended without a close frame (close code 1006 as a state).
     pub fn is_abnormal_closure(&self) -> bool {
-        matches!(&*self.inner, Repr::AbnormalClosure)
+        match &*self.inner {
+            Repr::AbnormalClosure => true,
+            Repr::Disconnected(info) => info.reason == CloseReason::Abnormal,
+            _ => false,
+        }
     }
 
     /// Whether this is [`ErrorKind::ConnectionClosed`].
@@ -237,6 +267,29 @@ impl fmt::Display for Error {
             Repr::Handshake(error) => write!(f, "handshake failed: {error}"),
             Repr::Rejected(status) => write!(f, "handshake refused with status {status}"),
             Repr::Closed(_) => f.write_str("connection closed"),
+            Repr::Disconnected(info) => {
+                let by = match info.initiated_by {
+                    Side::Local => "by this endpoint",
+                    Side::Remote => "by the peer",
+                };
+                match &info.reason {
+                    CloseReason::Frame(frame) if frame.reason.is_empty() => {
+                        write!(f, "connection closed {by} with {}", frame.code.as_u16())
+                    }
+                    CloseReason::Frame(frame) => write!(
+                        f,
+                        "connection closed {by} with {}: {}",
+                        frame.code.as_u16(),
+                        frame.reason
+                    ),
+                    CloseReason::NoStatus => {
+                        write!(f, "connection closed {by} without a status code (1005)")
+                    }
+                    CloseReason::Abnormal => f.write_str(
+                        "connection closed abnormally (1006): the transport ended without a close frame",
+                    ),
+                }
+            }
             Repr::AbnormalClosure => f.write_str(
                 "connection closed abnormally: the transport ended without a close frame",
             ),

@@ -1,16 +1,34 @@
-//! The server side: accepting the opening handshake on a stream and turning it into a
-//! [`WebSocket`](crate::WebSocket).
+//! The server side: the [`Server`] framework and the lower-level accept path it stands on.
 //!
-//! [`accept`] reads the upgrade request (bounded in size and time), lets a decision function
-//! look at it, and answers 101 or an HTTP rejection. A malformed request gets the precise
-//! status its [`HandshakeError`](tether_proto::handshake::HandshakeError) maps to (400, 405,
-//! 426, 431, 505), never a panic. The full server framework (routes, guards, error mapping)
-//! builds on this.
+//! [`Server::builder`] gives routes with path parameters, app state, extractors, guards that
+//! refuse the upgrade with a real HTTP status and a JSON body, and the error contract: what a
+//! handler returns becomes the close (or error message) the client sees, and nothing internal
+//! ever reaches it (see [`app_error`](self::AppError) and the crate's "Error handling" guide).
+//!
+//! [`accept`] is the bare handshake: it reads the upgrade request (bounded in size and time),
+//! lets a decision function look at it, and answers 101 or an HTTP rejection. A malformed
+//! request gets the precise status its
+//! [`HandshakeError`](tether_proto::handshake::HandshakeError) maps to (400, 405, 426, 431,
+//! 505), never a panic.
 
 mod accept;
+mod app_error;
+mod builder;
 mod close_error;
+mod extract;
+mod limits;
 mod router;
+mod serve;
+mod socket;
 
 pub use accept::{Accept, Reject, ServerConfig, accept, accept_tcp, accept_with};
+pub use app_error::{AppError, BoxError, ErrorAction};
+pub use builder::{BuildError, CaughtCloseCodes, Route, ServerBuilder};
 pub use close_error::CloseError;
+pub use extract::{
+    FromRequest, Handler, Headers, Path, Peer, PreparedHandler, Query, RequestContext, State,
+};
+pub use limits::RateLimit;
 pub use router::{PathParams, Pattern, PatternError, Routes, parse_query};
+pub use serve::Server;
+pub use socket::{Socket, SocketSender, SocketState};

@@ -77,6 +77,8 @@ pub struct Receiver<S> {
     task: Option<SideTask>,
     /// Fires at the close deadline, once we have sent a close frame.
     close_timer: Option<Pin<Box<Sleep>>>,
+    /// How many pongs arrived: heartbeats compare it before and after their ping.
+    pongs: u64,
     done: bool,
 }
 
@@ -104,6 +106,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Receiver<S> {
             buf,
             task: None,
             close_timer: None,
+            pongs: 0,
             done: false,
         }
     }
@@ -149,7 +152,8 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Receiver<S> {
                 }
                 Ok(Some(Event::Ping(payload))) => self.task = Some(self.answer_ping(payload)),
                 Ok(Some(Event::Close(frame))) => self.task = Some(self.on_peer_close(frame)),
-                Ok(Some(_)) => {} // pongs need no action
+                Ok(Some(Event::Pong(_))) => self.pongs = self.pongs.wrapping_add(1),
+                Ok(Some(_)) => {}
                 Ok(None) => {
                     if self.close_deadline_passed(cx) {
                         self.task = Some(self.on_close_timeout());
@@ -187,6 +191,17 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Receiver<S> {
     /// How the connection ended, once it has.
     pub fn close_info(&self) -> Option<CloseInfo> {
         self.shared.proto().close_info()
+    }
+
+    /// How many pongs have been received so far. A heartbeat notes it when it pings and
+    /// knows the peer is alive once it grows (pongs are read while receiving).
+    pub fn pongs_received(&self) -> u64 {
+        self.pongs
+    }
+
+    /// Whether the stream has ended (the next `recv` returns `None`).
+    pub fn is_done(&self) -> bool {
+        self.done
     }
 
     fn set_close_info(&self, initiated_by: Side, reason: CloseReason) {

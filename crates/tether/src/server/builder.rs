@@ -1,0 +1,409 @@
+//! `Server::builder()`: routes, guards, error mappings and the connection policies, each with
+//! a documented default.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tether_proto::Message;
+
+use super::app_error::{ErrorAction, ErrorHandlers};
+use super::extract::{ErasedHandler, Handler, HandlerBox, RequestContext};
+use super::limits::{ConnectionCaps, RateLimit};
+use super::router::{PatternError, Routes};
+use super::{Reject, ServerConfig};
+use crate::codes::{ErrorCode, Registry, RegistryError};
+use crate::transport::Config;
+
+/// Which client close codes end a handler quietly (its `recv` returns `Ok(None)`); other
+/// disconnects reach it as an error it can match on. Default: 1000 and 1001.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaughtCloseCodes(Caught);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Caught {
+    All,
+    Only(Arc<[u16]>),
+}
+
+impl CaughtCloseCodes {
+    /// Every disconnect ends the handler quietly, including an abnormal one (1006).
+    pub fn all() -> Self {
+        Self(Caught::All)
+    }
+
+    /// No disconnect is quiet: every one reaches the handler as an error.
+    pub fn none() -> Self {
+        Self(Caught::Only(Arc::from([])))
+    }
+
+    /// Exactly these codes (1005 and 1006 stand for a close without status and an abnormal
+    /// closure).
+    pub fn only(codes: impl IntoIterator<Item = u16>) -> Self {
+        Self(Caught::Only(codes.into_iter().collect()))
+    }
+
+    /// Whether a disconnect with `code` is caught.
+    pub fn contains(&self, code: u16) -> bool {
+        match &self.0 {
+            Caught::All => true,
+            Caught::Only(codes) => codes.contains(&code),
+        }
+    }
+}
+
+impl Default for CaughtCloseCodes {
+    fn default() -> Self {
+        Self::only([1000, 1001])
+    }
+}
+
+type Guard<S> = Arc<dyn Fn(&RequestContext<'_, S>) -> Result<(), Reject> + Send + Sync>;
+
+/// A route: its handler, the guards that run before the upgrade, and its options.
+pub struct Route<S> {
+    pub(crate) handler: Arc<dyn ErasedHandler<S>>,
+    pub(crate) guards: Vec<Guard<S>>,
+    pub(crate) caught: CaughtCloseCodes,
+    pub(crate) protocols: Vec<String>,
+    /// This route's rate limit, when it overrides the server's.
+    pub(crate) rate_limit: Option<Option<RateLimit>>,
+}
+
+impl<S> fmt::Debug for Route<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Route")
+            .field("guards", &self.guards.len())
+            .field("caught", &self.caught)
+            .field("protocols", &self.protocols)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: 'static> Route<S> {
+    /// A route served by `handler`.
+    pub fn new<H, Args>(handler: H) -> Self
+    where
+        H: Handler<S, Args>,
+        Args: 'static,
+    {
+        Self {
+            handler: Arc::new(HandlerBox::new(handler)),
+            guards: Vec::new(),
+            caught: CaughtCloseCodes::default(),
+            protocols: Vec::new(),
+            rate_limit: None,
+        }
+    }
+
+    /// This route's message rate limit (`None`: unlimited), instead of the server's.
+    pub fn rate_limit(mut self, limit: impl Into<Option<RateLimit>>) -> Self {
+        self.rate_limit = Some(limit.into());
+        self
+    }
+
+    /// Adds a guard: it runs on the upgrade request, in order with the others, and a
+    /// rejection answers the request with its HTTP status, headers and body.
+    pub fn guard<G>(mut self, guard: G) -> Self
+    where
+        G: Fn(&RequestContext<'_, S>) -> Result<(), Reject> + Send + Sync + 'static,
+    {
+        self.guards.push(Arc::new(guard));
+        self
+    }
+
+    /// Which client close codes end the handler quietly; see [`CaughtCloseCodes`].
+    pub fn caught_close_codes(mut self, caught: CaughtCloseCodes) -> Self {
+        self.caught = caught;
+        self
+    }
+
+    /// The subprotocols this route speaks, in order of preference; the first one the client
+    /// offers is selected.
+    pub fn protocols<I, P>(mut self, protocols: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<String>,
+    {
+        self.protocols = protocols.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+/// Finds the request id of a client message, for error messages about it.
+pub(crate) type RequestIdFn = Arc<dyn Fn(&Message) -> Option<String> + Send + Sync>;
+
+/// The policies every connection of a server follows.
+pub(crate) struct Settings {
+    pub(crate) ping_interval: Option<Duration>,
+    pub(crate) ping_timeout: Duration,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) rate_limit: Option<RateLimit>,
+    pub(crate) codes: Registry,
+    pub(crate) request_id: RequestIdFn,
+    pub(crate) error_handlers: ErrorHandlers,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("ping_interval", &self.ping_interval)
+            .field("ping_timeout", &self.ping_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("rate_limit", &self.rate_limit)
+            .field("error_handlers", &self.error_handlers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a server could not be built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A route pattern is malformed.
+    Pattern(PatternError),
+    /// An error code is outside 4000-4999.
+    Code(RegistryError),
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Pattern(error) => write!(f, "invalid route: {error}"),
+            Self::Code(error) => write!(f, "invalid error code: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Pattern(error) => Some(error),
+            Self::Code(error) => Some(error),
+        }
+    }
+}
+
+/// Everything a built server holds.
+pub(crate) struct ServerParts<S> {
+    pub(crate) state: S,
+    pub(crate) routes: Routes<Route<S>>,
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) config: ServerConfig,
+    pub(crate) caps: Arc<ConnectionCaps>,
+    pub(crate) allowed_origins: Option<Vec<String>>,
+    pub(crate) shutdown_timeout: Duration,
+}
+
+/// Builds a [`Server`](super::Server); start with [`Server::builder`](super::Server::builder).
+pub struct ServerBuilder<S> {
+    state: S,
+    routes: Routes<Route<S>>,
+    error: Option<BuildError>,
+    ping_interval: Option<Duration>,
+    ping_timeout: Duration,
+    idle_timeout: Option<Duration>,
+    rate_limit: Option<RateLimit>,
+    codes: Registry,
+    request_id: RequestIdFn,
+    error_handlers: ErrorHandlers,
+    config: ServerConfig,
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
+    allowed_origins: Option<Vec<String>>,
+    shutdown_timeout: Duration,
+}
+
+impl<S> fmt::Debug for ServerBuilder<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Clone + Send + Sync + 'static> ServerBuilder<S> {
+    /// The defaults: ping every 20 s with a 20 s pong timeout, no idle timeout, messages up
+    /// to 1 MiB, no rate limit, no connection caps, any `Origin`, a 10 s handshake timeout,
+    /// a 5 s close timeout and a 10 s shutdown deadline.
+    pub(crate) fn new(state: S) -> Self {
+        Self {
+            state,
+            routes: Routes::default(),
+            error: None,
+            ping_interval: Some(Duration::from_secs(20)),
+            ping_timeout: Duration::from_secs(20),
+            idle_timeout: None,
+            rate_limit: None,
+            codes: Registry::default(),
+            request_id: Arc::new(|_| None),
+            error_handlers: ErrorHandlers::default(),
+            config: ServerConfig::default(),
+            max_connections: None,
+            max_connections_per_ip: None,
+            allowed_origins: None,
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Serves `pattern` (e.g. `/ws/rooms/{room}`) with `handler`, with the default options.
+    pub fn route<H, Args>(self, pattern: &str, handler: H) -> Self
+    where
+        H: Handler<S, Args>,
+        Args: 'static,
+    {
+        self.route_with(pattern, Route::new(handler))
+    }
+
+    /// Serves `pattern` with a [`Route`] (guards, caught close codes, subprotocols).
+    pub fn route_with(mut self, pattern: &str, route: Route<S>) -> Self {
+        if let Err(error) = self.routes.add(pattern, route) {
+            self.error.get_or_insert(BuildError::Pattern(error));
+        }
+        self
+    }
+
+    /// Maps errors of type `E` returned by handlers (or found in their `source()` chain) to
+    /// a close or an error message, like an exception handler.
+    pub fn on_error<E, F>(mut self, map: F) -> Self
+    where
+        E: std::error::Error + 'static,
+        F: Fn(&E) -> ErrorAction + Send + Sync + 'static,
+    {
+        self.error_handlers.register::<E, F>(map);
+        self
+    }
+
+    /// Registers an application error code (4000-4999) beside the defaults.
+    pub fn error_code(mut self, code: ErrorCode) -> Self {
+        if let Err(error) = self.codes.register(code) {
+            self.error.get_or_insert(BuildError::Code(error));
+        }
+        self
+    }
+
+    /// How to find the request id in a client message (for JSON protocols, its `id` field),
+    /// so that error messages the server sends about it (rate limiting) echo it.
+    pub fn request_id<F>(mut self, find: F) -> Self
+    where
+        F: Fn(&Message) -> Option<String> + Send + Sync + 'static,
+    {
+        self.request_id = Arc::new(find);
+        self
+    }
+
+    /// Pings every `interval` (`None`: never). Default: 20 s.
+    pub fn ping_interval(mut self, interval: impl Into<Option<Duration>>) -> Self {
+        self.ping_interval = interval.into();
+        self
+    }
+
+    /// How long a pong may take before the peer is considered dead and closed with 1011.
+    /// Default: 20 s.
+    pub fn ping_timeout(mut self, timeout: Duration) -> Self {
+        self.ping_timeout = timeout;
+        self
+    }
+
+    /// Closes a connection with 1001 when the client sends no message for this long
+    /// (`None`: never). Default: none.
+    pub fn idle_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.idle_timeout = timeout.into();
+        self
+    }
+
+    /// The largest message (and frame) a client may send; over it the connection is closed
+    /// with 1009. Default: 1 MiB.
+    pub fn max_message_size(mut self, max: usize) -> Self {
+        self.config.transport = self.config.transport.with_max_message_size(max);
+        self
+    }
+
+    /// The per-connection message rate limit. Default: none.
+    pub fn rate_limit(mut self, limit: impl Into<Option<RateLimit>>) -> Self {
+        self.rate_limit = limit.into();
+        self
+    }
+
+    /// At most `max` open connections; over it the handshake is refused with 503 and
+    /// `Retry-After`. Default: no cap.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = Some(max);
+        self
+    }
+
+    /// At most `max` open connections per client IP; over it the handshake is refused with
+    /// 429 and `Retry-After`. Default: no cap.
+    pub fn max_connections_per_ip(mut self, max: usize) -> Self {
+        self.max_connections_per_ip = Some(max);
+        self
+    }
+
+    /// Accepts browsers only from these origins (e.g. `https://chat.example.com`); a request
+    /// with another `Origin` is refused with 403, against cross-site WebSocket hijacking.
+    /// Requests without `Origin` (non-browser clients) are accepted. Default: any origin.
+    pub fn allowed_origins<I, O>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = O>,
+        O: Into<String>,
+    {
+        self.allowed_origins = Some(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// How long a client may take to send its upgrade request. Default: 10 s.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handshake_timeout = timeout;
+        self
+    }
+
+    /// How long to wait for a client's answer to our close. Default: 5 s.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.config.transport = self.config.transport.with_close_timeout(timeout);
+        self
+    }
+
+    /// The transport settings as a whole (limits and close timeout).
+    pub fn transport(mut self, config: Config) -> Self {
+        self.config.transport = config;
+        self
+    }
+
+    /// How long a graceful shutdown waits for connections to finish their close handshake
+    /// after the 1001 before dropping them. Default: 10 s.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// The server.
+    ///
+    /// # Errors
+    /// The first malformed route pattern or out-of-range error code.
+    pub fn build(self) -> Result<super::Server<S>, BuildError> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        let settings = Settings {
+            ping_interval: self.ping_interval,
+            ping_timeout: self.ping_timeout,
+            idle_timeout: self.idle_timeout,
+            rate_limit: self.rate_limit,
+            codes: self.codes,
+            request_id: self.request_id,
+            error_handlers: self.error_handlers,
+        };
+        Ok(super::Server::from_parts(ServerParts {
+            state: self.state,
+            routes: self.routes,
+            settings: Arc::new(settings),
+            config: self.config,
+            caps: Arc::new(ConnectionCaps::new(
+                self.max_connections,
+                self.max_connections_per_ip,
+            )),
+            allowed_origins: self.allowed_origins,
+            shutdown_timeout: self.shutdown_timeout,
+        }))
+    }
+}

@@ -1,0 +1,481 @@
+//! `Server`: the accept loop, one task per connection, the error contract applied to what a
+//! handler returns, and graceful shutdown.
+//!
+//! Each connection runs in its own task: caps and the handshake (routing, `Origin`, guards,
+//! extractors) first, then the handler, with panics caught. When the handler returns, its
+//! result becomes the close the client sees (see [`super::app_error`]), the close handshake
+//! is finished, and a drop guard removes the connection from the server's table and releases
+//! its cap slot, whatever ended it (return, error, panic or abort).
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tether_proto::handshake::Request;
+use tether_proto::{CloseCode, CloseFrame, Reason};
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+use tracing::Instrument;
+
+use super::app_error::{BoxError, Outcome, error_chain};
+use super::builder::{CaughtCloseCodes, ServerBuilder, ServerParts};
+use super::extract::{PreparedHandler, RequestContext};
+use super::limits::RateLimit;
+use super::socket::{ConnContext, INTERNAL_REASON, Socket, SocketSender, log_internal};
+use super::{Accept, Reject, accept_tcp};
+use crate::error::{Error, ErrorKind};
+use crate::transport::Sender;
+
+/// A WebSocket server: routes, guards, error mappings and connection policies.
+///
+/// Build one with [`Server::builder`] (or [`Server::with_state`]), then run it with
+/// [`serve`](Server::serve), [`serve_with_shutdown`](Server::serve_with_shutdown) or
+/// [`serve_on`](Server::serve_on).
+pub struct Server<S> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S> Clone for Server<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for Server<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("open_connections", &self.inner.live().len())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner<S> {
+    parts: ServerParts<S>,
+    next_id: AtomicU64,
+    live: Mutex<HashMap<u64, LiveConn>>,
+    shutting_down: AtomicBool,
+    emptied: Notify,
+}
+
+/// A connection in the server's table: how to stop it.
+struct LiveConn {
+    abort: Option<AbortHandle>,
+    /// Set once the connection is upgraded.
+    sender: Option<Sender<TcpStream>>,
+}
+
+impl<S> Inner<S> {
+    fn live(&self) -> MutexGuard<'_, HashMap<u64, LiveConn>> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Server<()> {
+    /// A builder for a server without app state.
+    pub fn builder() -> ServerBuilder<()> {
+        ServerBuilder::new(())
+    }
+}
+
+impl<S: Clone + Send + Sync + 'static> Server<S> {
+    /// A builder for a server whose handlers can extract `state` ([`super::State`]).
+    pub fn with_state(state: S) -> ServerBuilder<S> {
+        ServerBuilder::new(state)
+    }
+
+    pub(crate) fn from_parts(parts: ServerParts<S>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                parts,
+                next_id: AtomicU64::new(1),
+                live: Mutex::new(HashMap::new()),
+                shutting_down: AtomicBool::new(false),
+                emptied: Notify::new(),
+            }),
+        }
+    }
+
+    /// How many connections are open (or in their handshake).
+    pub fn open_connections(&self) -> usize {
+        self.inner.live().len()
+    }
+
+    /// Listens on `addr` and serves until the process ends.
+    ///
+    /// # Errors
+    /// The address could not be bound.
+    pub async fn serve(self, addr: impl ToSocketAddrs) -> io::Result<()> {
+        self.serve_with_shutdown(addr, std::future::pending()).await
+    }
+
+    /// Listens on `addr` and serves until `signal` completes, then shuts down gracefully:
+    /// stops accepting, closes every connection with 1001, waits for their close handshakes
+    /// up to the shutdown timeout, drops what remains and returns.
+    ///
+    /// # Errors
+    /// The address could not be bound.
+    pub async fn serve_with_shutdown<F>(self, addr: impl ToSocketAddrs, signal: F) -> io::Result<()>
+    where
+        F: Future<Output = ()>,
+    {
+        let listener = TcpListener::bind(addr).await?;
+        self.serve_on(listener, signal).await
+    }
+
+    /// Serves on a bound listener until `signal` completes; see
+    /// [`serve_with_shutdown`](Server::serve_with_shutdown).
+    ///
+    /// # Errors
+    /// None today; accept failures (such as running out of file descriptors) are logged and
+    /// retried after a short pause.
+    pub async fn serve_on<F>(self, listener: TcpListener, signal: F) -> io::Result<()>
+    where
+        F: Future<Output = ()>,
+    {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "listening");
+        }
+        let mut signal = std::pin::pin!(signal);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut signal => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => self.spawn_connection(stream, peer),
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed; pausing before the next");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+            }
+        }
+        drop(listener);
+        self.shutdown().await;
+        Ok(())
+    }
+
+    fn spawn_connection(&self, stream: TcpStream, peer: SocketAddr) {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let guard = LiveGuard {
+            inner: Arc::clone(&self.inner),
+            id,
+        };
+        let span = tracing::info_span!("ws", conn = id, %peer, route = tracing::field::Empty);
+        let task = connection(Arc::clone(&self.inner), stream, peer, id, guard).instrument(span);
+        // The table is locked across the spawn so the task cannot remove its entry before it
+        // is inserted.
+        let mut live = self.inner.live();
+        let handle = tokio::spawn(task);
+        live.insert(
+            id,
+            LiveConn {
+                abort: Some(handle.abort_handle()),
+                sender: None,
+            },
+        );
+    }
+
+    async fn shutdown(&self) {
+        let inner = &self.inner;
+        inner.shutting_down.store(true, Ordering::SeqCst);
+        let (senders, handshaking): (Vec<_>, Vec<_>) = {
+            let live = inner.live();
+            live.values()
+                .map(|conn| (conn.sender.clone(), conn.abort.clone()))
+                .partition(|(sender, _)| sender.is_some())
+        };
+        tracing::info!(open = senders.len(), "shutting down: closing every connection with 1001");
+        for (_, abort) in handshaking {
+            if let Some(abort) = abort {
+                abort.abort();
+            }
+        }
+        for sender in senders.into_iter().filter_map(|(sender, _)| sender) {
+            tokio::spawn(async move {
+                let _ = sender.close(Some(going_away())).await;
+            });
+        }
+        let deadline = inner.parts.shutdown_timeout;
+        if tokio::time::timeout(deadline, self.all_gone()).await.is_err() {
+            {
+                let live = inner.live();
+                tracing::warn!(remaining = live.len(), "shutdown deadline passed; dropping the remaining connections");
+                for conn in live.values() {
+                    if let Some(abort) = &conn.abort {
+                        abort.abort();
+                    }
+                }
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.all_gone()).await;
+        }
+        tracing::info!("shut down");
+    }
+
+    async fn all_gone(&self) {
+        loop {
+            let notified = self.inner.emptied.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.inner.live().is_empty() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+fn going_away() -> CloseFrame {
+    CloseFrame::new(CloseCode::GOING_AWAY, "server shutting down")
+}
+
+/// Removes a connection from the server's table when its task ends or is dropped.
+struct LiveGuard<S> {
+    inner: Arc<Inner<S>>,
+    id: u64,
+}
+
+impl<S> Drop for LiveGuard<S> {
+    fn drop(&mut self) {
+        let mut live = self.inner.live();
+        live.remove(&self.id);
+        if live.is_empty() && self.inner.shutting_down.load(Ordering::SeqCst) {
+            self.inner.emptied.notify_waiters();
+        }
+    }
+}
+
+/// What the handshake decided for an accepted connection.
+struct Chosen {
+    handler: PreparedHandler,
+    caught: CaughtCloseCodes,
+    rate_limit: Option<RateLimit>,
+    route: Arc<str>,
+}
+
+async fn connection<S: Clone + Send + Sync + 'static>(
+    inner: Arc<Inner<S>>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    _guard: LiveGuard<S>,
+) {
+    let parts = &inner.parts;
+    let permit = parts.caps.acquire(peer.ip());
+    let mut chosen = None;
+    let accepted = accept_tcp(stream, &parts.config, |request| {
+        if let Err(reject) = &permit {
+            return Err(reject.clone());
+        }
+        decide(parts, request, peer, id, &mut chosen)
+    })
+    .await;
+    let websocket = match accepted {
+        Ok((websocket, _request)) => websocket,
+        Err(error) => {
+            log_handshake_failure(&error);
+            return;
+        }
+    };
+    let Some(Chosen {
+        handler,
+        caught,
+        rate_limit,
+        route,
+    }) = chosen
+    else {
+        return;
+    };
+    tracing::Span::current().record("route", &*route);
+    let (receiver, sender) = websocket.split();
+    let shutting_down = {
+        let mut live = inner.live();
+        if let Some(conn) = live.get_mut(&id) {
+            conn.sender = Some(sender.clone());
+        }
+        inner.shutting_down.load(Ordering::SeqCst)
+    };
+    if shutting_down {
+        let _ = sender.close(Some(going_away())).await;
+    }
+    tracing::debug!("connection open");
+    let ctx = Arc::new(ConnContext {
+        id,
+        peer,
+        route,
+        settings: Arc::clone(&parts.settings),
+        parked: Mutex::new(None),
+    });
+    let socket = Socket::new(receiver, sender.clone(), Arc::clone(&ctx), caught, rate_limit);
+    let outcome = CatchUnwind((handler.0)(socket)).await;
+    finish(&ctx, &sender, outcome).await;
+    drop(permit);
+}
+
+/// Routing, `Origin`, guards and extractors, on the upgrade request.
+fn decide<S>(
+    parts: &ServerParts<S>,
+    request: &Request,
+    peer: SocketAddr,
+    id: u64,
+    chosen: &mut Option<Chosen>,
+) -> Result<Accept, Reject> {
+    if let (Some(allowed), Some(origin)) = (&parts.allowed_origins, request.origin()) {
+        if !allowed.iter().any(|ok| ok.eq_ignore_ascii_case(origin)) {
+            tracing::warn!(origin, "refused a cross-origin WebSocket request");
+            return Err(Reject::error(403, "Origin not allowed"));
+        }
+    }
+    let Some((pattern, route, params)) = parts.routes.find(request.path()) else {
+        return Err(Reject::error(404, "No WebSocket endpoint at this path"));
+    };
+    let cx = RequestContext {
+        request,
+        params: &params,
+        route: pattern.as_str(),
+        peer,
+        connection_id: id,
+        state: &parts.state,
+    };
+    for guard in &route.guards {
+        guard(&cx)?;
+    }
+    let handler = route.handler.prepare(&cx)?;
+    let protocol = request.select_protocol(&route.protocols).map(str::to_owned);
+    *chosen = Some(Chosen {
+        handler,
+        caught: route.caught.clone(),
+        rate_limit: route.rate_limit.unwrap_or(parts.settings.rate_limit),
+        route: Arc::from(pattern.as_str()),
+    });
+    Ok(Accept {
+        protocol,
+        ..Accept::default()
+    })
+}
+
+fn log_handshake_failure(error: &Error) {
+    match (error.kind(), error.rejected_status()) {
+        (_, Some(status)) if status == 503 || status == 429 => {
+            tracing::warn!(status, "handshake refused: connection cap")
+        }
+        (_, Some(status)) => tracing::debug!(status, %error, "handshake refused"),
+        (ErrorKind::Timeout, _) => tracing::debug!("handshake timed out; dropped"),
+        _ => tracing::debug!(%error, "client left during the handshake"),
+    }
+}
+
+type HandlerOutcome = Result<Result<(), BoxError>, Box<dyn Any + Send>>;
+
+/// Turns the handler's result into the close the client sees, then finishes the close
+/// handshake.
+async fn finish(ctx: &Arc<ConnContext>, sender: &Sender<TcpStream>, outcome: HandlerOutcome) {
+    let internal_close = || CloseFrame::new(CloseCode::INTERNAL_ERROR, INTERNAL_REASON);
+    match outcome {
+        Ok(Ok(())) => {
+            if !sender.is_closed() {
+                let _ = sender.close(Some(CloseFrame::new(CloseCode::NORMAL, ""))).await;
+            }
+        }
+        Ok(Err(error)) => match error.downcast_ref::<Error>() {
+            Some(transport) if sender.is_closed() => log_disconnect(transport),
+            _ => {
+                let closed_already = sender.is_closed();
+                match ctx.settings.error_handlers.outcome(&*error) {
+                    Outcome::Close(close) => {
+                        tracing::debug!(code = close.code().as_u16(), "handler closed the connection");
+                        let _ = sender.close(Some(close.frame().clone())).await;
+                    }
+                    Outcome::Message(app) if !closed_already => {
+                        let code = app.code();
+                        let reason = Reason::from(app.message());
+                        let socket_sender = SocketSender::from_parts(sender.clone(), Arc::clone(ctx));
+                        let _ = socket_sender.send_error(app).await;
+                        // The handler is done, so the connection ends here too: with the
+                        // error's code (1011 for 5000).
+                        let close = CloseCode::new(code)
+                            .map_or_else(|_| internal_close(), |code| CloseFrame::new(code, reason));
+                        let _ = sender.close(Some(close)).await;
+                    }
+                    Outcome::Message(_) => {
+                        tracing::debug!(%error, "handler returned an application error after the close");
+                    }
+                    Outcome::Internal => {
+                        log_internal(ctx, &error_chain(&*error));
+                        let _ = sender.close(Some(internal_close())).await;
+                    }
+                }
+            }
+        },
+        Err(panic) => {
+            log_internal(ctx, &format!("panic: {}", panic_message(&*panic)));
+            let _ = sender.close(Some(internal_close())).await;
+        }
+    }
+    let parked = ctx.parked.lock().unwrap_or_else(PoisonError::into_inner).take();
+    if let Some(mut receiver) = parked {
+        while let Some(next) = receiver.recv().await {
+            if next.is_err() {
+                break;
+            }
+        }
+        if let Some(info) = receiver.close_info() {
+            tracing::debug!(
+                code = info.reason.display_code(),
+                reason = info.reason.reason(),
+                initiated_by = ?info.initiated_by,
+                "connection closed"
+            );
+        }
+    }
+}
+
+/// Logs a disconnect the handler passed on: warn for the unusual ones.
+fn log_disconnect(error: &Error) {
+    match error.kind() {
+        ErrorKind::ConnectionClosed => {
+            let code = error.close_info().map_or(1006, |info| info.reason.display_code());
+            if code == 1000 || code == 1001 {
+                tracing::debug!(code, "client disconnected");
+            } else {
+                tracing::warn!(code, %error, "client disconnected unusually");
+            }
+        }
+        ErrorKind::Timeout => tracing::debug!(%error, "connection timed out"),
+        _ => tracing::warn!(%error, "connection failed"),
+    }
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
+}
+
+/// Runs a handler future, turning a panic into a value.
+struct CatchUnwind<F>(F);
+
+impl<F: Future + Unpin> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, Box<dyn Any + Send>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(&mut *inner).poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
+}
