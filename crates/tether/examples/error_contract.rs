@@ -151,7 +151,7 @@ async fn json_api(mut socket: Socket) -> Result<(), tether::Error> {
 
 async fn answer(socket: &Socket, message: &Message) -> Result<(), AppError> {
     let request: Value = serde_json::from_slice(message.payload())
-    .map_err(|error| AppError::bad_request(format!("Malformed JSON: {error}")))?;
+        .map_err(|error| AppError::bad_request(format!("Malformed JSON: {error}")))?;
     let id = request_id(&request);
     let with_id = |error: AppError| match &id {
         Some(id) => error.with_request_id(id.clone()),
@@ -167,12 +167,18 @@ async fn answer(socket: &Socket, message: &Message) -> Result<(), AppError> {
                 return Err(with_id(AppError::bad_request("Missing field: name")));
             };
             if !["alice", "bob"].contains(&name) {
-                return Err(with_id(AppError::not_found(format!("No user named {name:?}"))));
+                return Err(with_id(AppError::not_found(format!(
+                    "No user named {name:?}"
+                ))));
             }
             json!({"type": "found", "id": id, "name": name})
         }
         "fatal" => return Err(with_id(AppError::unauthorized("Session expired"))),
-        _ => return Err(with_id(AppError::bad_request(format!("Unknown type: {kind:?}")))),
+        _ => {
+            return Err(with_id(AppError::bad_request(format!(
+                "Unknown type: {kind:?}"
+            ))));
+        }
     };
     // A failed send means the connection is ending; the next recv reports it.
     let _ = socket.send_json(&reply).await;
@@ -210,8 +216,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_writer(std::io::stderr)
         .init();
 
-    let json_limit = RateLimit::new(args.rate, args.burst)
-        .with_abuse(args.abuse_limit, Duration::from_secs(10));
+    let json_limit =
+        RateLimit::new(args.rate, args.burst).with_abuse(args.abuse_limit, Duration::from_secs(10));
     let server = Server::builder()
         .route("/ws/echo", echo)
         .route("/ws/fail", fail)
@@ -221,7 +227,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route_with("/ws/json", Route::new(json_api).rate_limit(json_limit))
         .route_with("/ws/protected", Route::new(echo).guard(check_token))
         .on_error::<CustomError, _>(|_| {
-            ErrorAction::Close(CloseError::new(CloseCode::POLICY_VIOLATION, "Custom exception"))
+            ErrorAction::Close(CloseError::new(
+                CloseCode::POLICY_VIOLATION,
+                "Custom exception",
+            ))
         })
         .request_id(|message| {
             let text = message.as_text()?;
@@ -244,10 +253,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => return std::future::pending().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return std::future::pending().await,
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

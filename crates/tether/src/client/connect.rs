@@ -65,6 +65,12 @@ impl ClientConfig {
         self
     }
 
+    /// This config sending `Origin: origin` (as a browser would).
+    pub fn with_origin(mut self, origin: impl Into<String>) -> Self {
+        self.origin = Some(origin.into());
+        self
+    }
+
     /// This config with the connect timeout set to `timeout`.
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;

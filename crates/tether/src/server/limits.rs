@@ -81,8 +81,11 @@ impl RateLimiter {
 
     /// Takes a token for a message arriving `now`.
     pub(crate) fn check(&mut self, now: Instant) -> Verdict {
-        let elapsed = now.saturating_duration_since(self.refilled_at).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.limit.per_second).min(f64::from(self.limit.burst));
+        let elapsed = now
+            .saturating_duration_since(self.refilled_at)
+            .as_secs_f64();
+        self.tokens =
+            (self.tokens + elapsed * self.limit.per_second).min(f64::from(self.limit.burst));
         self.refilled_at = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -186,7 +189,10 @@ mod tests {
     #[test]
     fn bucket_allows_the_burst_then_rejects_with_a_hint_then_calls_abuse() {
         let start = Instant::now();
-        let mut limiter = RateLimiter::new(RateLimit::new(20.0, 40).with_abuse(5, Duration::from_secs(10)), start);
+        let mut limiter = RateLimiter::new(
+            RateLimit::new(20.0, 40).with_abuse(5, Duration::from_secs(10)),
+            start,
+        );
         for _ in 0..40 {
             assert_eq!(limiter.check(start), Verdict::Allow);
         }
@@ -203,7 +209,10 @@ mod tests {
         assert_eq!(limiter.check(later), Verdict::Abuse);
         // Rejections older than the window are forgotten.
         let much_later = later + Duration::from_secs(11);
-        let mut fresh = RateLimiter::new(RateLimit::new(1.0, 1).with_abuse(2, Duration::from_secs(10)), start);
+        let mut fresh = RateLimiter::new(
+            RateLimit::new(1.0, 1).with_abuse(2, Duration::from_secs(10)),
+            start,
+        );
         assert_eq!(fresh.check(start), Verdict::Allow);
         assert!(matches!(fresh.check(start), Verdict::Reject(_)));
         assert_eq!(fresh.check(much_later), Verdict::Allow);
@@ -219,7 +228,12 @@ mod tests {
         let _second = caps.acquire(a).unwrap();
         let refused = caps.acquire(a).unwrap_err();
         assert_eq!(refused.status, 429);
-        assert!(refused.headers.iter().any(|(name, value)| name == "Retry-After" && value == "5"));
+        assert!(
+            refused
+                .headers
+                .iter()
+                .any(|(name, value)| name == "Retry-After" && value == "5")
+        );
         let _third = caps.acquire(b).unwrap();
         assert_eq!(caps.acquire(b).unwrap_err().status, 503);
         drop(first);

@@ -195,7 +195,10 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
                 .map(|conn| (conn.sender.clone(), conn.abort.clone()))
                 .partition(|(sender, _)| sender.is_some())
         };
-        tracing::info!(open = senders.len(), "shutting down: closing every connection with 1001");
+        tracing::info!(
+            open = senders.len(),
+            "shutting down: closing every connection with 1001"
+        );
         for (_, abort) in handshaking {
             if let Some(abort) = abort {
                 abort.abort();
@@ -207,10 +210,16 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
             });
         }
         let deadline = inner.parts.shutdown_timeout;
-        if tokio::time::timeout(deadline, self.all_gone()).await.is_err() {
+        if tokio::time::timeout(deadline, self.all_gone())
+            .await
+            .is_err()
+        {
             {
                 let live = inner.live();
-                tracing::warn!(remaining = live.len(), "shutdown deadline passed; dropping the remaining connections");
+                tracing::warn!(
+                    remaining = live.len(),
+                    "shutdown deadline passed; dropping the remaining connections"
+                );
                 for conn in live.values() {
                     if let Some(abort) = &conn.abort {
                         abort.abort();
@@ -316,7 +325,13 @@ async fn connection<S: Clone + Send + Sync + 'static>(
         settings: Arc::clone(&parts.settings),
         parked: Mutex::new(None),
     });
-    let socket = Socket::new(receiver, sender.clone(), Arc::clone(&ctx), caught, rate_limit);
+    let socket = Socket::new(
+        receiver,
+        sender.clone(),
+        Arc::clone(&ctx),
+        caught,
+        rate_limit,
+    );
     let outcome = CatchUnwind((handler.0)(socket)).await;
     finish(&ctx, &sender, outcome).await;
     drop(permit);
@@ -384,7 +399,9 @@ async fn finish(ctx: &Arc<ConnContext>, sender: &Sender<TcpStream>, outcome: Han
     match outcome {
         Ok(Ok(())) => {
             if !sender.is_closed() {
-                let _ = sender.close(Some(CloseFrame::new(CloseCode::NORMAL, ""))).await;
+                let _ = sender
+                    .close(Some(CloseFrame::new(CloseCode::NORMAL, "")))
+                    .await;
             }
         }
         Ok(Err(error)) => match error.downcast_ref::<Error>() {
@@ -393,18 +410,24 @@ async fn finish(ctx: &Arc<ConnContext>, sender: &Sender<TcpStream>, outcome: Han
                 let closed_already = sender.is_closed();
                 match ctx.settings.error_handlers.outcome(&*error) {
                     Outcome::Close(close) => {
-                        tracing::debug!(code = close.code().as_u16(), "handler closed the connection");
+                        tracing::debug!(
+                            code = close.code().as_u16(),
+                            "handler closed the connection"
+                        );
                         let _ = sender.close(Some(close.frame().clone())).await;
                     }
                     Outcome::Message(app) if !closed_already => {
                         let code = app.code();
                         let reason = Reason::from(app.message());
-                        let socket_sender = SocketSender::from_parts(sender.clone(), Arc::clone(ctx));
+                        let socket_sender =
+                            SocketSender::from_parts(sender.clone(), Arc::clone(ctx));
                         let _ = socket_sender.send_error(app).await;
                         // The handler is done, so the connection ends here too: with the
                         // error's code (1011 for 5000).
-                        let close = CloseCode::new(code)
-                            .map_or_else(|_| internal_close(), |code| CloseFrame::new(code, reason));
+                        let close = CloseCode::new(code).map_or_else(
+                            |_| internal_close(),
+                            |code| CloseFrame::new(code, reason),
+                        );
                         let _ = sender.close(Some(close)).await;
                     }
                     Outcome::Message(_) => {
@@ -422,7 +445,11 @@ async fn finish(ctx: &Arc<ConnContext>, sender: &Sender<TcpStream>, outcome: Han
             let _ = sender.close(Some(internal_close())).await;
         }
     }
-    let parked = ctx.parked.lock().unwrap_or_else(PoisonError::into_inner).take();
+    let parked = ctx
+        .parked
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
     if let Some(mut receiver) = parked {
         while let Some(next) = receiver.recv().await {
             if next.is_err() {
@@ -444,7 +471,9 @@ async fn finish(ctx: &Arc<ConnContext>, sender: &Sender<TcpStream>, outcome: Han
 fn log_disconnect(error: &Error) {
     match error.kind() {
         ErrorKind::ConnectionClosed => {
-            let code = error.close_info().map_or(1006, |info| info.reason.display_code());
+            let code = error
+                .close_info()
+                .map_or(1006, |info| info.reason.display_code());
             if code == 1000 || code == 1001 {
                 tracing::debug!(code, "client disconnected");
             } else {

@@ -87,7 +87,12 @@ impl Socket {
     ) -> Self {
         let now = Instant::now();
         let settings = &ctx.settings;
-        let heartbeat = Heartbeat::new(settings.ping_interval, settings.ping_timeout, settings.idle_timeout, now);
+        let heartbeat = Heartbeat::new(
+            settings.ping_interval,
+            settings.ping_timeout,
+            settings.idle_timeout,
+            now,
+        );
         let limiter = rate_limit.map(|limit| RateLimiter::new(limit, now));
         Self {
             receiver: Mutex::new(Some(receiver)),
@@ -146,7 +151,8 @@ impl Socket {
                         }
                         Verdict::Abuse => {
                             tracing::warn!("closing: the client keeps exceeding the rate limit");
-                            let frame = CloseFrame::new(CloseCode::POLICY_VIOLATION, "rate limit exceeded");
+                            let frame =
+                                CloseFrame::new(CloseCode::POLICY_VIOLATION, "rate limit exceeded");
                             return Err(self.close_and_report(frame).await);
                         }
                     }
@@ -315,7 +321,9 @@ impl Socket {
 
     async fn on_tick(&mut self) -> Option<Error> {
         let now = Instant::now();
-        let pongs = self.receiver_mut().map_or(0, |receiver| receiver.pongs_received());
+        let pongs = self
+            .receiver_mut()
+            .map_or(0, |receiver| receiver.pongs_received());
         match self.heartbeat.check(now, pongs) {
             Check::Fine => None,
             Check::Ping => {
@@ -324,7 +332,10 @@ impl Socket {
                 None
             }
             Check::PongMissing(timeout) => {
-                tracing::warn!(timeout_ms = timeout.as_millis() as u64, "closing: no pong within the ping timeout");
+                tracing::warn!(
+                    timeout_ms = timeout.as_millis() as u64,
+                    "closing: no pong within the ping timeout"
+                );
                 let reason = format!("ping timeout: no pong within {} ms", timeout.as_millis());
                 let _ = self
                     .close_frame(Some(CloseFrame::new(CloseCode::INTERNAL_ERROR, reason)))
@@ -332,7 +343,10 @@ impl Socket {
                 Some(Error::timeout(TimeoutPhase::Pong))
             }
             Check::Idle(timeout) => {
-                tracing::debug!(timeout_ms = timeout.as_millis() as u64, "closing: idle timeout");
+                tracing::debug!(
+                    timeout_ms = timeout.as_millis() as u64,
+                    "closing: idle timeout"
+                );
                 let _ = self
                     .close_frame(Some(CloseFrame::new(CloseCode::GOING_AWAY, "idle timeout")))
                     .await;
@@ -380,7 +394,11 @@ impl Socket {
 
     /// Takes the receiving half back (the server's driver finishes the close with it).
     pub(crate) fn park(&mut self) {
-        let receiver = self.receiver.get_mut().unwrap_or_else(PoisonError::into_inner).take();
+        let receiver = self
+            .receiver
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some(receiver) = receiver {
             *self
                 .sender
@@ -450,7 +468,9 @@ impl SocketSender {
             } else {
                 Reason::from(error.message())
             };
-            self.sender.close(Some(CloseFrame::new(close_code, reason))).await?;
+            self.sender
+                .close(Some(CloseFrame::new(close_code, reason)))
+                .await?;
         }
         Ok(())
     }
@@ -531,7 +551,12 @@ struct Heartbeat {
 }
 
 impl Heartbeat {
-    fn new(interval: Option<Duration>, timeout: Duration, idle: Option<Duration>, now: Instant) -> Self {
+    fn new(
+        interval: Option<Duration>,
+        timeout: Duration,
+        idle: Option<Duration>,
+        now: Instant,
+    ) -> Self {
         let next_ping = interval.map(|interval| now + interval);
         let mut heartbeat = Self {
             interval,
@@ -558,7 +583,11 @@ impl Heartbeat {
     fn next_deadline(&self) -> Option<Instant> {
         let idle = self.idle.map(|idle| self.last_message + idle);
         let pong = self.awaiting.map(|(deadline, _)| deadline);
-        let ping = if self.awaiting.is_some() { None } else { self.next_ping };
+        let ping = if self.awaiting.is_some() {
+            None
+        } else {
+            self.next_ping
+        };
         [idle, pong, ping].into_iter().flatten().min()
     }
 
@@ -585,7 +614,9 @@ impl Heartbeat {
         }
         let next = self.next_deadline();
         if let (Some(timer), Some(deadline)) = (self.timer.as_mut(), next) {
-            timer.as_mut().reset(deadline.max(now + Duration::from_millis(1)));
+            timer
+                .as_mut()
+                .reset(deadline.max(now + Duration::from_millis(1)));
         }
         outcome
     }
