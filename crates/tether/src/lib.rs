@@ -1,17 +1,23 @@
 //! # tether
 //!
-//! The async WebSocket library of Tether on tokio: a thin transport loop over the sans-IO
-//! [`tether_proto`] core, a server accept path and a client connect path.
+//! The async WebSocket library of Tether on tokio: a server framework with the error contract
+//! built in, a client, and the transport loop they share over the sans-IO [`tether_proto`]
+//! core.
 //!
 //! ## Overview
 //!
+//! - [`server::Server`] is the framework: routes with path parameters, app state, extractors,
+//!   guards, the mapping from handler errors to close codes and error messages, heartbeats,
+//!   limits and graceful shutdown.
 //! - [`WebSocket`] is an open connection: `recv`, `send`, `close`, or `split` into a
 //!   [`Receiver`] and a cloneable [`Sender`].
-//! - [`server::accept`] opens a connection on the server side, [`client::connect`] on the
-//!   client side.
+//! - [`server::accept`] opens a bare connection on the server side, [`client::connect`] on
+//!   the client side.
 //! - [`codes`] is the error-code registry and the retry advice shared by servers and
 //!   clients; [`error_message::ErrorMessage`] is the structured error message format.
 //! - [`Error`] is one opaque error with a [`kind`](Error::kind) for every failure.
+//!
+#![doc = include_str!("../docs/error-handling.md")]
 
 pub mod client;
 pub mod codes;

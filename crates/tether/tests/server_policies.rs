@@ -137,6 +137,15 @@ async fn guards_routes_and_extractors_decide_before_the_upgrade() {
             },
         )
         .route_with("/protected", Route::new(echo).guard(token_guard))
+        .route_with(
+            "/buggy-guard",
+            Route::new(echo).guard(|cx: &RequestContext<'_, AppState>| {
+                if cx.peer.port() > 0 {
+                    panic!("guard bug");
+                }
+                Ok(())
+            }),
+        )
         .build()
         .unwrap();
     let running = start(server).await;

@@ -286,7 +286,20 @@ async fn connection<S: Clone + Send + Sync + 'static>(
         if let Err(reject) = &permit {
             return Err(reject.clone());
         }
-        decide(parts, request, peer, id, &mut chosen)
+        // A guard or extractor is application code: its panic is a 500, not a lost task.
+        let decided = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            decide(parts, request, peer, id, &mut chosen)
+        }));
+        decided.unwrap_or_else(|panic| {
+            tracing::error!(
+                connection = id,
+                %peer,
+                path = request.path(),
+                error = %format!("panic: {}", panic_message(&*panic)),
+                "a guard or extractor panicked; answering 500"
+            );
+            Err(Reject::error(500, "Internal server error"))
+        })
     })
     .await;
     let websocket = match accepted {
