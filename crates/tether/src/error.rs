@@ -33,6 +33,10 @@ pub enum ErrorKind {
     BadStatus,
     /// An I/O error on the underlying transport.
     Io,
+    /// A proxy refused the tunnel (407, 403, 502, a SOCKS reply code) or could not be reached.
+    Proxy,
+    /// The TLS handshake failed: an untrusted or mismatched certificate, a protocol alert.
+    Tls,
     /// This server refused the opening handshake with an HTTP status (a guard said no, or
     /// the request was not an acceptable upgrade); the response has been sent.
     Rejected,
@@ -42,8 +46,14 @@ pub enum ErrorKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum TimeoutPhase {
-    /// Establishing the TCP connection.
+    /// Resolving the name and establishing the TCP connection (through the proxy, if any).
     Connect,
+    /// The TLS handshake.
+    Tls,
+    /// Waiting for the next message longer than the read timeout allows.
+    Read,
+    /// Writing a message took longer than the write timeout allows.
+    Write,
     /// The opening handshake (HTTP upgrade request and response).
     Handshake,
     /// Waiting for the peer's close frame or for the TCP connection to end after it.
@@ -58,6 +68,9 @@ impl fmt::Display for TimeoutPhase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Connect => "connect",
+            Self::Tls => "tls handshake",
+            Self::Read => "read",
+            Self::Write => "write",
             Self::Handshake => "handshake",
             Self::Close => "close",
             Self::Pong => "pong",
@@ -92,6 +105,18 @@ enum Repr {
     Address(String, Option<io::Error>),
     BadStatus(BadStatus),
     Io(io::Error),
+    Proxy(ProxyFailure),
+    Tls(String, Option<io::Error>),
+}
+
+/// What a proxy did wrong.
+#[derive(Debug)]
+struct ProxyFailure {
+    detail: String,
+    /// The proxy's HTTP status, or the SOCKS reply code.
+    code: Option<u16>,
+    retryable: bool,
+    source: Option<io::Error>,
 }
 
 /// A Tether error: opaque, one pointer wide, with a [`kind`](Error::kind).
@@ -148,6 +173,26 @@ impl Error {
         Self::new(Repr::Io(error))
     }
 
+    /// A proxy failure: `detail` says what the proxy answered; `code` is its HTTP status or
+    /// SOCKS reply code; `retryable` whether trying again later may succeed.
+    pub(crate) fn proxy(
+        detail: impl Into<String>,
+        code: Option<u16>,
+        retryable: bool,
+        source: Option<io::Error>,
+    ) -> Self {
+        Self::new(Repr::Proxy(ProxyFailure {
+            detail: detail.into(),
+            code,
+            retryable,
+            source,
+        }))
+    }
+
+    pub(crate) fn tls(detail: impl Into<String>, source: Option<io::Error>) -> Self {
+        Self::new(Repr::Tls(detail.into(), source))
+    }
+
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
         match &*self.inner {
@@ -164,6 +209,59 @@ impl Error {
             Repr::Address(..) => ErrorKind::Address,
             Repr::BadStatus(_) => ErrorKind::BadStatus,
             Repr::Io(_) => ErrorKind::Io,
+            Repr::Proxy(_) => ErrorKind::Proxy,
+            Repr::Tls(..) => ErrorKind::Tls,
+        }
+    }
+
+    /// Whether reconnecting later may succeed, following the retry advice of
+    /// [`codes::retry_advice`](crate::codes::retry_advice) with the default registry:
+    /// - closes with 1001, 1011-1014, without status or abnormal ones, timeouts, I/O errors,
+    ///   DNS failures, sending on a closed connection: yes;
+    /// - a normal close (1000), the terminal codes (1002, 1003, 1007-1010, unregistered or
+    ///   non-retryable application codes), protocol and payload errors, malformed URLs and
+    ///   TLS failures: no;
+    /// - a refused handshake: yes for 5xx, 408 and 429, no for the other statuses;
+    /// - a proxy failure: yes when the proxy was unreachable or answered 502/503/504, no
+    ///   when it refused (407, 403, SOCKS "not allowed").
+    pub fn is_retryable(&self) -> bool {
+        use crate::codes::{Advice, Ending, Registry, retry_advice};
+        let advice = |ending| retry_advice(ending, &Registry::default(), None) != Advice::Stop;
+        match &*self.inner {
+            Repr::Protocol(_) | Repr::Handshake(_) | Repr::Rejected(_) | Repr::Tls(..) => false,
+            Repr::Closed(_) | Repr::AbnormalClosure | Repr::Timeout(_) | Repr::Io(_) => true,
+            Repr::Disconnected(info) => advice(match &info.reason {
+                CloseReason::Frame(frame) => Ending::Closed(frame.code),
+                CloseReason::NoStatus => Ending::NoStatus,
+                CloseReason::Abnormal => Ending::Abnormal,
+            }),
+            Repr::Address(_, source) => source.is_some(),
+            Repr::BadStatus(status) => advice(Ending::Refused {
+                status: status.status,
+                retry_after: None,
+            }),
+            Repr::Proxy(failure) => failure.retryable,
+        }
+    }
+
+    /// The proxy's HTTP status or SOCKS reply code, for [`ErrorKind::Proxy`].
+    pub fn proxy_code(&self) -> Option<u16> {
+        match &*self.inner {
+            Repr::Proxy(failure) => failure.code,
+            _ => None,
+        }
+    }
+
+    /// The `Retry-After` a refused handshake carried, in seconds, when it had one.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match &*self.inner {
+            Repr::BadStatus(status) => status
+                .headers
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case("retry-after"))
+                .and_then(|(_, value)| value.trim().parse::<u64>().ok())
+                .map(std::time::Duration::from_secs),
+            _ => None,
         }
     }
 
@@ -301,6 +399,8 @@ impl fmt::Display for Error {
                 status.status, status.reason
             ),
             Repr::Io(error) => write!(f, "i/o error: {error}"),
+            Repr::Proxy(failure) => write!(f, "proxy error: {}", failure.detail),
+            Repr::Tls(detail, _) => write!(f, "tls error: {detail}"),
         }
     }
 }
@@ -310,7 +410,13 @@ impl std::error::Error for Error {
         match &*self.inner {
             Repr::Protocol(error) => Some(error),
             Repr::Handshake(error) => Some(error),
-            Repr::Address(_, Some(error)) | Repr::Io(error) => Some(error),
+            Repr::Address(_, Some(error))
+            | Repr::Io(error)
+            | Repr::Tls(_, Some(error))
+            | Repr::Proxy(ProxyFailure {
+                source: Some(error),
+                ..
+            }) => Some(error),
             _ => None,
         }
     }

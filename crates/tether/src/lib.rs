@@ -23,6 +23,7 @@ pub mod client;
 pub mod codes;
 mod error;
 pub mod error_message;
+mod heartbeat;
 mod mask_keys;
 pub mod server;
 pub mod transport;

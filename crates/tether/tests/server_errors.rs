@@ -15,10 +15,10 @@ use tether::server::{
     AppError, CaughtCloseCodes, CloseError, ErrorAction, Route, Server, Socket, SocketState,
 };
 use tether::{CloseCode, CloseFrame, CloseInfo, CloseReason, Message, Side};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
-type Client = tether::WebSocket<TcpStream>;
+type Client = tether::client::Client;
 
 /// Runs `server` on a free loopback port; dropping the returned sender shuts it down.
 async fn start<S: Clone + Send + Sync + 'static>(

@@ -19,7 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-type Client = tether::WebSocket<TcpStream>;
+type Client = tether::client::Client;
 
 struct Running {
     url: String,

@@ -1,4 +1,5 @@
-//! Connecting: resolve, dial, send the upgrade request, check the answer.
+//! Connecting: resolve, dial (directly or through a proxy), TLS for `wss://`, send the
+//! upgrade request, check the answer.
 
 use std::time::Duration;
 
@@ -11,13 +12,19 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::conn::{Client, Liveness};
+use super::proxy::ProxyConfig;
+use super::stream::MaybeTlsStream;
+#[cfg(feature = "tls")]
+use super::tls::TlsConfig;
+use super::tunnel;
 use super::url::WsUrl;
 use crate::error::{BadStatus, Error, TimeoutPhase};
 use crate::mask_keys::handshake_key;
 use crate::transport::{Config, WebSocket};
 
-/// Client settings, each with a documented default.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Client settings, each with a documented default. [`ClientBuilder`] sets them fluently.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ClientConfig {
     /// Settings of the connection once open.
@@ -37,6 +44,22 @@ pub struct ClientConfig {
     pub headers: Vec<(String, String)>,
     /// The `Origin` header, if any.
     pub origin: Option<String>,
+    /// Which certificates `wss://` trusts. Default: the web PKI roots.
+    #[cfg(feature = "tls")]
+    pub tls: TlsConfig,
+    /// The proxy. Default: from the environment (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`,
+    /// `NO_PROXY`).
+    pub proxy: ProxyConfig,
+    /// How often to ping the server (`None`: never). Default: 20 s.
+    pub ping_interval: Option<Duration>,
+    /// How long a pong may take before the connection fails with a pong timeout (and is
+    /// closed with 1011). Default: 20 s.
+    pub ping_timeout: Duration,
+    /// How long `recv` waits for a message before a read timeout (the connection stays
+    /// open). Default: none.
+    pub read_timeout: Option<Duration>,
+    /// How long a send may wait for the server to take the data. Default: 30 s.
+    pub write_timeout: Option<Duration>,
 }
 
 impl ClientConfig {
@@ -46,6 +69,21 @@ impl ClientConfig {
     pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
     /// The default cap on a rejected handshake's body: 64 KiB.
     pub const DEFAULT_MAX_ERROR_BODY: usize = 64 * 1024;
+    /// The default ping interval: 20 s.
+    pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(20);
+    /// The default pong timeout: 20 s.
+    pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(20);
+    /// The default write timeout: 30 s.
+    pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+    pub(crate) fn liveness(&self) -> Liveness {
+        Liveness {
+            ping_interval: self.ping_interval,
+            ping_timeout: self.ping_timeout,
+            read_timeout: self.read_timeout,
+            write_timeout: self.write_timeout,
+        }
+    }
 
     /// This config with `transport` settings.
     pub fn with_transport(mut self, transport: Config) -> Self {
@@ -95,6 +133,13 @@ impl Default for ClientConfig {
             protocols: Vec::new(),
             headers: Vec::new(),
             origin: None,
+            #[cfg(feature = "tls")]
+            tls: TlsConfig::default(),
+            proxy: ProxyConfig::default(),
+            ping_interval: Some(Self::DEFAULT_PING_INTERVAL),
+            ping_timeout: Self::DEFAULT_PING_TIMEOUT,
+            read_timeout: None,
+            write_timeout: Some(Self::DEFAULT_WRITE_TIMEOUT),
         }
     }
 }
@@ -113,39 +158,69 @@ pub struct Response {
 ///
 /// # Errors
 /// As [`connect_with`].
-pub async fn connect(url: &str) -> Result<(WebSocket<TcpStream>, Response), Error> {
+pub async fn connect(url: &str) -> Result<(Client, Response), Error> {
     connect_with(url, &ClientConfig::default()).await
 }
 
 /// Connects to `url` with `config`.
 ///
 /// # Errors
-/// - [`ErrorKind::Address`](crate::ErrorKind::Address): a malformed URL, a name that did not
-///   resolve, or `wss://` (TLS is not built in yet).
-/// - [`ErrorKind::Timeout`](crate::ErrorKind::Timeout): the connect or handshake phase ran
-///   out of time.
+/// - [`ErrorKind::Address`](crate::ErrorKind::Address): a malformed URL, or a name that did
+///   not resolve.
+/// - [`ErrorKind::Proxy`](crate::ErrorKind::Proxy): the proxy could not be reached or refused
+///   the tunnel.
+/// - [`ErrorKind::Tls`](crate::ErrorKind::Tls): the TLS handshake failed (an untrusted
+///   certificate, a name mismatch, an alert).
+/// - [`ErrorKind::Timeout`](crate::ErrorKind::Timeout): the connect, TLS or handshake phase
+///   ran out of time.
 /// - [`ErrorKind::BadStatus`](crate::ErrorKind::BadStatus): the server answered with a status
 ///   other than 101; its headers and (capped) body are in [`Error::bad_status`].
 /// - [`ErrorKind::Protocol`](crate::ErrorKind::Protocol): the 101 response was invalid (wrong
 ///   `Sec-WebSocket-Accept`, a subprotocol that was not offered, ...).
 /// - [`ErrorKind::Io`](crate::ErrorKind::Io): every address refused or the connection failed.
-pub async fn connect_with(
-    url: &str,
-    config: &ClientConfig,
-) -> Result<(WebSocket<TcpStream>, Response), Error> {
+pub async fn connect_with(url: &str, config: &ClientConfig) -> Result<(Client, Response), Error> {
     let url = WsUrl::parse(url)?;
-    if url.secure {
-        return Err(Error::address(
-            "wss:// needs TLS, which this build does not include yet",
-            None,
-        ));
-    }
-    let dial = dial(&url);
-    let stream = tokio::time::timeout(config.connect_timeout, dial)
+    let proxy = config.proxy.for_url(&url)?;
+    let dial = async {
+        match &proxy {
+            Some(proxy) => tunnel::dial_via(proxy, &url.host, url.port).await,
+            None => dial(&url).await,
+        }
+    };
+    let tcp = tokio::time::timeout(config.connect_timeout, dial)
         .await
         .map_err(|_| Error::timeout(TimeoutPhase::Connect))??;
+    let stream = secure(tcp, &url, config).await?;
+    let (websocket, response) = connect_on(stream, &url, config).await?;
+    let client = Client::new(websocket, config.liveness(), response.protocol.clone());
+    Ok((client, response))
+}
 
-    connect_on(stream, &url, config).await
+/// TLS for `wss://`, within the handshake timeout.
+async fn secure(
+    tcp: TcpStream,
+    url: &WsUrl,
+    config: &ClientConfig,
+) -> Result<MaybeTlsStream, Error> {
+    if !url.secure {
+        return Ok(MaybeTlsStream::Plain(tcp));
+    }
+    #[cfg(feature = "tls")]
+    {
+        let handshake = super::tls::handshake(tcp, &url.host, &config.tls);
+        let tls = tokio::time::timeout(config.handshake_timeout, handshake)
+            .await
+            .map_err(|_| Error::timeout(TimeoutPhase::Tls))??;
+        Ok(MaybeTlsStream::Tls(Box::new(tls)))
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = config;
+        Err(Error::address(
+            "wss:// needs the `tls` feature of tether",
+            None,
+        ))
+    }
 }
 
 /// Runs the opening handshake for `url` on a stream the caller has already connected (a

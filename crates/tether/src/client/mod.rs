@@ -1,9 +1,24 @@
-//! The client side: connecting to a `ws://` URL and opening a [`WebSocket`](crate::WebSocket).
+//! The client side: [`connect`] to a `ws://` or `wss://` URL (directly or through an HTTP or
+//! SOCKS5 proxy) and get a [`Client`] with the heartbeat and timeouts built in.
 //!
-//! TLS, proxies, heartbeats and the reconnecting runner build on this.
+//! [`Client::builder`] sets every option; [`connect_on`] runs only the opening handshake on
+//! a stream the caller connected.
 
+mod builder;
+mod conn;
 mod connect;
+mod proxy;
+mod stream;
+#[cfg(feature = "tls")]
+mod tls;
+mod tunnel;
 mod url;
 
+pub use builder::ClientBuilder;
+pub use conn::{Client, ClientSender};
 pub use connect::{ClientConfig, Response, connect, connect_on, connect_with};
+pub use proxy::{Proxy, ProxyConfig, ProxyKind};
+pub use stream::MaybeTlsStream;
+#[cfg(feature = "tls")]
+pub use tls::TlsConfig;
 pub use url::WsUrl;

@@ -12,14 +12,13 @@
 
 use std::future::{Future, poll_fn};
 use std::net::SocketAddr;
-use std::pin::Pin;
+
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use tether_proto::{CloseCode, CloseFrame, Message, Reason, Side};
 use tokio::net::TcpStream;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use super::app_error::{AppError, Outcome, error_chain};
 use super::builder::Settings;
@@ -28,6 +27,7 @@ use super::{CaughtCloseCodes, CloseError};
 use crate::codes::Severity;
 use crate::error::{Error, TimeoutPhase};
 use crate::error_message::ErrorMessage;
+use crate::heartbeat::{Check, Heartbeat};
 use crate::transport::{CloseInfo, CloseReason, Receiver, Sender};
 
 /// The generic reason sent with 1011 when a handler fails: nothing internal reaches clients.
@@ -521,103 +521,7 @@ fn poll_event(
         Poll::Ready(Some(Ok(message))) => Poll::Ready(Polled::Message(message)),
         Poll::Ready(Some(Err(error))) => Poll::Ready(Polled::End(Some(error))),
         Poll::Ready(None) => Poll::Ready(Polled::End(None)),
-        Poll::Pending => match heartbeat.timer.as_mut() {
-            Some(timer) if !receiver.is_done() => timer.as_mut().poll(cx).map(|()| Polled::Tick),
-            _ => Poll::Pending,
-        },
-    }
-}
-
-/// What the heartbeat timer found.
-enum Check {
-    Fine,
-    Ping,
-    PongMissing(Duration),
-    Idle(Duration),
-}
-
-/// Ping and idle bookkeeping, on one timer.
-#[derive(Debug)]
-struct Heartbeat {
-    interval: Option<Duration>,
-    timeout: Duration,
-    idle: Option<Duration>,
-    timer: Option<Pin<Box<Sleep>>>,
-    next_ping: Option<Instant>,
-    /// A ping is out: its pong is due by this instant, and had not come when the pong count
-    /// was this.
-    awaiting: Option<(Instant, u64)>,
-    last_message: Instant,
-}
-
-impl Heartbeat {
-    fn new(
-        interval: Option<Duration>,
-        timeout: Duration,
-        idle: Option<Duration>,
-        now: Instant,
-    ) -> Self {
-        let next_ping = interval.map(|interval| now + interval);
-        let mut heartbeat = Self {
-            interval,
-            timeout,
-            idle,
-            timer: None,
-            next_ping,
-            awaiting: None,
-            last_message: now,
-        };
-        if let Some(deadline) = heartbeat.next_deadline() {
-            heartbeat.timer = Some(Box::pin(tokio::time::sleep_until(deadline)));
-        }
-        heartbeat
-    }
-
-    /// Notes a message; returns the time, for the rate limiter.
-    fn on_message(&mut self) -> Instant {
-        let now = Instant::now();
-        self.last_message = now;
-        now
-    }
-
-    fn next_deadline(&self) -> Option<Instant> {
-        let idle = self.idle.map(|idle| self.last_message + idle);
-        let pong = self.awaiting.map(|(deadline, _)| deadline);
-        let ping = if self.awaiting.is_some() {
-            None
-        } else {
-            self.next_ping
-        };
-        [idle, pong, ping].into_iter().flatten().min()
-    }
-
-    fn check(&mut self, now: Instant, pongs: u64) -> Check {
-        if let Some((deadline, before)) = self.awaiting {
-            if pongs != before {
-                self.awaiting = None;
-            } else if now >= deadline {
-                return Check::PongMissing(self.timeout);
-            }
-        }
-        if let Some(idle) = self.idle {
-            if now.saturating_duration_since(self.last_message) >= idle {
-                return Check::Idle(idle);
-            }
-        }
-        let mut outcome = Check::Fine;
-        if let (Some(interval), Some(next)) = (self.interval, self.next_ping) {
-            if self.awaiting.is_none() && now >= next {
-                self.awaiting = Some((now + self.timeout, pongs));
-                self.next_ping = Some(now + interval);
-                outcome = Check::Ping;
-            }
-        }
-        let next = self.next_deadline();
-        if let (Some(timer), Some(deadline)) = (self.timer.as_mut(), next) {
-            timer
-                .as_mut()
-                .reset(deadline.max(now + Duration::from_millis(1)));
-        }
-        outcome
+        Poll::Pending if receiver.is_done() => Poll::Pending,
+        Poll::Pending => heartbeat.poll_tick(cx).map(|()| Polled::Tick),
     }
 }
