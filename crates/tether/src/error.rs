@@ -461,4 +461,230 @@ mod tests {
         let back = Error::closed(Some(Message::text("kept"))).into_message();
         assert_eq!(back, Some(Message::text("kept")));
     }
+
+    fn disconnect(initiated_by: Side, reason: CloseReason) -> Error {
+        Error::disconnected(CloseInfo {
+            initiated_by,
+            reason,
+        })
+    }
+
+    fn frame(code: u16, reason: &str) -> CloseReason {
+        CloseReason::Frame(tether_proto::CloseFrame::new(
+            tether_proto::CloseCode::new(code).unwrap(),
+            reason.to_owned(),
+        ))
+    }
+
+    fn bad_status(status: u16) -> Error {
+        Error::from_bad_status(BadStatus {
+            status,
+            reason: "Reason".to_owned(),
+            headers: vec![("Retry-After".to_owned(), "7".to_owned())],
+            body: bytes::Bytes::from_static(b"{}"),
+        })
+    }
+
+    /// Every kind: its `Display` line (one lowercase line), its kind and its retry advice.
+    #[test]
+    fn each_kind_displays_one_clear_line_and_knows_if_retrying_helps() {
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        let cases: Vec<(Error, ErrorKind, bool, &str)> = vec![
+            (
+                Error::protocol(ProtocolError::MaskedFrame),
+                ErrorKind::Protocol,
+                false,
+                "protocol error: ",
+            ),
+            (
+                Error::protocol(ProtocolError::InvalidUtf8),
+                ErrorKind::Payload,
+                false,
+                "protocol error: ",
+            ),
+            (
+                Error::closed(None),
+                ErrorKind::ConnectionClosed,
+                true,
+                "connection closed",
+            ),
+            (
+                Error::abnormal_closure(),
+                ErrorKind::ConnectionClosed,
+                true,
+                "connection closed abnormally",
+            ),
+            (
+                disconnect(Side::Remote, frame(1000, "bye")),
+                ErrorKind::ConnectionClosed,
+                false,
+                "connection closed by the peer with 1000: bye",
+            ),
+            (
+                disconnect(Side::Remote, frame(1001, "")),
+                ErrorKind::ConnectionClosed,
+                true,
+                "connection closed by the peer with 1001",
+            ),
+            (
+                disconnect(Side::Remote, frame(1008, "policy")),
+                ErrorKind::ConnectionClosed,
+                false,
+                "connection closed by the peer with 1008: policy",
+            ),
+            (
+                disconnect(Side::Remote, frame(1011, "oops")),
+                ErrorKind::ConnectionClosed,
+                true,
+                "connection closed by the peer with 1011: oops",
+            ),
+            (
+                disconnect(Side::Remote, frame(4003, "expired")),
+                ErrorKind::ConnectionClosed,
+                false,
+                "connection closed by the peer with 4003: expired",
+            ),
+            (
+                disconnect(Side::Remote, frame(4005, "slow down")),
+                ErrorKind::ConnectionClosed,
+                true,
+                "connection closed by the peer with 4005: slow down",
+            ),
+            (
+                disconnect(Side::Remote, CloseReason::NoStatus),
+                ErrorKind::ConnectionClosed,
+                true,
+                "connection closed by the peer without a status code (1005)",
+            ),
+            (
+                disconnect(Side::Local, CloseReason::Abnormal),
+                ErrorKind::ConnectionClosed,
+                true,
+                "connection closed abnormally (1006)",
+            ),
+            (
+                Error::timeout(TimeoutPhase::Connect),
+                ErrorKind::Timeout,
+                true,
+                "connect timed out",
+            ),
+            (
+                Error::timeout(TimeoutPhase::Tls),
+                ErrorKind::Timeout,
+                true,
+                "tls handshake timed out",
+            ),
+            (
+                Error::timeout(TimeoutPhase::Handshake),
+                ErrorKind::Timeout,
+                true,
+                "handshake timed out",
+            ),
+            (
+                Error::timeout(TimeoutPhase::Read),
+                ErrorKind::Timeout,
+                true,
+                "read timed out",
+            ),
+            (
+                Error::timeout(TimeoutPhase::Write),
+                ErrorKind::Timeout,
+                true,
+                "write timed out",
+            ),
+            (
+                Error::timeout(TimeoutPhase::Pong),
+                ErrorKind::Timeout,
+                true,
+                "pong timed out",
+            ),
+            (
+                Error::timeout(TimeoutPhase::Close),
+                ErrorKind::Timeout,
+                true,
+                "close timed out",
+            ),
+            (
+                Error::address("expected ws:// or wss://", None),
+                ErrorKind::Address,
+                false,
+                "bad address: expected ws:// or wss://",
+            ),
+            (
+                Error::address("cannot resolve \"nowhere\"", Some(io::Error::other("dns"))),
+                ErrorKind::Address,
+                true,
+                "bad address: cannot resolve",
+            ),
+            (
+                bad_status(401),
+                ErrorKind::BadStatus,
+                false,
+                "handshake rejected: expected status 101, found 401 Reason",
+            ),
+            (
+                bad_status(404),
+                ErrorKind::BadStatus,
+                false,
+                "handshake rejected: expected status 101, found 404",
+            ),
+            (
+                bad_status(429),
+                ErrorKind::BadStatus,
+                true,
+                "handshake rejected: expected status 101, found 429",
+            ),
+            (
+                bad_status(503),
+                ErrorKind::BadStatus,
+                true,
+                "handshake rejected: expected status 101, found 503",
+            ),
+            (Error::io(refused), ErrorKind::Io, true, "i/o error: "),
+            (
+                Error::proxy("the proxy requires credentials", Some(407), false, None),
+                ErrorKind::Proxy,
+                false,
+                "proxy error: the proxy requires credentials",
+            ),
+            (
+                Error::proxy("cannot reach the proxy", None, true, None),
+                ErrorKind::Proxy,
+                true,
+                "proxy error: cannot reach the proxy",
+            ),
+            (
+                Error::tls("invalid peer certificate: UnknownIssuer", None),
+                ErrorKind::Tls,
+                false,
+                "tls error: invalid peer certificate",
+            ),
+            (
+                Error::rejected(403),
+                ErrorKind::Rejected,
+                false,
+                "handshake refused with status 403",
+            ),
+        ];
+        for (error, kind, retryable, text) in cases {
+            let line = error.to_string();
+            assert_eq!(error.kind(), kind, "{line}");
+            assert_eq!(error.is_retryable(), retryable, "{line}");
+            assert!(
+                line.starts_with(text),
+                "{line:?} should start with {text:?}"
+            );
+            assert!(!line.contains('\n'), "{line:?}");
+            let first = line.chars().next().unwrap();
+            assert!(first.is_lowercase(), "{line:?}");
+        }
+        assert_eq!(
+            bad_status(503).retry_after(),
+            Some(std::time::Duration::from_secs(7))
+        );
+        let proxy = Error::proxy("x", Some(407), false, None);
+        assert_eq!(proxy.proxy_code(), Some(407));
+        let chained = Error::tls("bad", Some(io::Error::other("inner")));
+        assert!(std::error::Error::source(&chained).is_some());
+    }
 }

@@ -48,7 +48,7 @@ impl Heartbeat {
             awaiting: None,
             last_message: now,
         };
-        if let Some(deadline) = heartbeat.next_deadline() {
+        if let Some(deadline) = heartbeat.next_deadline(now) {
             heartbeat.timer = Some(Box::pin(tokio::time::sleep_until(deadline)));
         }
         heartbeat
@@ -76,7 +76,7 @@ impl Heartbeat {
     }
 
     fn rearm(&mut self, now: Instant) {
-        let next = self.next_deadline();
+        let next = self.next_deadline(now);
         if let (Some(timer), Some(deadline)) = (self.timer.as_mut(), next) {
             timer
                 .as_mut()
@@ -84,14 +84,15 @@ impl Heartbeat {
         }
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
+    /// The next instant something is due. While a ping is out, the next ping time still
+    /// counts (a pong that came in time lets it go out on schedule), unless it has already
+    /// passed without the pong: then only the pong deadline is left to wait for.
+    fn next_deadline(&self, now: Instant) -> Option<Instant> {
         let idle = self.idle.map(|idle| self.last_message + idle);
         let pong = self.awaiting.map(|(deadline, _)| deadline);
-        let ping = if self.awaiting.is_some() {
-            None
-        } else {
-            self.next_ping
-        };
+        let ping = self
+            .next_ping
+            .filter(|next| self.awaiting.is_none() || *next > now);
         [idle, pong, ping].into_iter().flatten().min()
     }
 
@@ -118,5 +119,58 @@ impl Heartbeat {
         }
         self.rearm(now);
         outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pings go out every interval when pongs come back, even if the pong timeout is longer.
+    #[tokio::test(start_paused = true)]
+    async fn pings_keep_their_interval_when_the_pong_timeout_is_longer() {
+        let start = Instant::now();
+        let interval = Duration::from_millis(300);
+        let mut heartbeat = Heartbeat::new(Some(interval), Duration::from_secs(5), None, start);
+        let mut pongs = 0;
+        let mut pings = Vec::new();
+        while pings.len() < 4 {
+            std::future::poll_fn(|cx| heartbeat.poll_tick(cx)).await;
+            let now = Instant::now();
+            if let Check::Ping = heartbeat.check(now, pongs) {
+                pings.push(now - start);
+                pongs += 1; // the pong comes back at once
+            }
+            assert!(
+                now - start < Duration::from_secs(3),
+                "pings stopped: {pings:?}"
+            );
+        }
+        assert_eq!(pings, [1, 2, 3, 4].map(|n| interval * n));
+    }
+
+    /// A missing pong is reported at its deadline, not before, and no second ping goes out
+    /// meanwhile.
+    #[tokio::test(start_paused = true)]
+    async fn a_missing_pong_is_reported_at_its_deadline() {
+        let start = Instant::now();
+        let mut heartbeat = Heartbeat::new(
+            Some(Duration::from_millis(100)),
+            Duration::from_millis(500),
+            None,
+            start,
+        );
+        let mut ticks = 0;
+        loop {
+            std::future::poll_fn(|cx| heartbeat.poll_tick(cx)).await;
+            ticks += 1;
+            match heartbeat.check(Instant::now(), 0) {
+                Check::PongMissing(_) => break,
+                Check::Ping => assert_eq!(Instant::now() - start, Duration::from_millis(100)),
+                Check::Fine | Check::Idle(_) => {}
+            }
+            assert!(ticks < 10, "the timer spins");
+        }
+        assert_eq!(Instant::now() - start, Duration::from_millis(600));
     }
 }

@@ -51,7 +51,7 @@ impl<S> RequestContext<'_, S> {
     }
 
     /// The bearer token from `Authorization: Bearer ...`, or else from the `token` query
-    /// parameter (browsers cannot set headers on a WebSocket).
+    /// parameter (browsers cannot set headers on a WebSocket). An empty token is no token.
     pub fn bearer_token(&self) -> Option<String> {
         let header = self.header("authorization").and_then(|value| {
             let (scheme, token) = value.trim().split_once(' ')?;
@@ -59,7 +59,9 @@ impl<S> RequestContext<'_, S> {
                 .eq_ignore_ascii_case("bearer")
                 .then(|| token.trim().to_owned())
         });
-        header.or_else(|| self.query("token"))
+        header
+            .or_else(|| self.query("token"))
+            .filter(|token| !token.is_empty())
     }
 }
 
