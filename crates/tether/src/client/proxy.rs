@@ -125,6 +125,8 @@ impl Proxy {
 pub enum ProxyConfig {
     /// From the environment (the default): `HTTPS_PROXY` for `wss://`, `HTTP_PROXY` for
     /// `ws://`, else `ALL_PROXY` (each also in lower case), unless `NO_PROXY` lists the host.
+    /// Loopback destinations (`localhost`, `127.0.0.0/8`, `::1`) never go through a proxy
+    /// from the environment, as in Go's `net/http`.
     #[default]
     FromEnvironment,
     /// Always this proxy.
@@ -158,6 +160,9 @@ pub(crate) fn proxy_from(
             .or_else(|| lookup(&name.to_ascii_lowercase()))
             .filter(|value| !value.trim().is_empty())
     };
+    if is_loopback(&url.host) {
+        return Ok(None);
+    }
     if let Some(no_proxy) = var("NO_PROXY") {
         if bypasses(&no_proxy, &url.host, url.port) {
             return Ok(None);
@@ -213,6 +218,13 @@ fn bypasses(no_proxy: &str, host: &str, port: u16) -> bool {
             let pattern = pattern.strip_prefix('.').unwrap_or(pattern);
             host == pattern || host.ends_with(&format!(".{pattern}"))
         })
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn redact(url: &str) -> String {
