@@ -1,8 +1,9 @@
 //! The `tether` command-line tool: an echo server for conformance and benchmarks, the
-//! Autobahn TestSuite client driver, and the load generator.
+//! Autobahn TestSuite client driver, the load generator, and `connect`, a wscat-like client.
 
 mod autobahn;
 mod bench;
+mod connect;
 mod echo;
 
 use std::net::SocketAddr;
@@ -28,6 +29,9 @@ enum Command {
     /// Load an echo server and report throughput, latency and CPU per message (or, with
     /// --idle, the server's memory per idle connection).
     Bench(bench::BenchArgs),
+    /// Connect to a WebSocket server, send lines or messages and print what comes back
+    /// (like wscat); errors come with a hint and an exit status that says whether to retry.
+    Connect(connect::ConnectArgs),
 }
 
 /// Parses a listen address such as `127.0.0.1:9001`.
@@ -52,6 +56,8 @@ fn main() -> ExitCode {
         Command::Echo(args) => echo::run(&args),
         Command::AutobahnClient(args) => autobahn::run(&args),
         Command::Bench(args) => bench::run(&args),
+        // Its own exit statuses: 0 normal, 1 terminal error, 3 retryable error.
+        Command::Connect(args) => return connect::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -106,6 +106,7 @@ enum Repr {
     BadStatus(BadStatus),
     Io(io::Error),
     Proxy(ProxyFailure),
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     Tls(String, Option<io::Error>),
 }
 
@@ -189,6 +190,7 @@ impl Error {
         }))
     }
 
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub(crate) fn tls(detail: impl Into<String>, source: Option<io::Error>) -> Self {
         Self::new(Repr::Tls(detail.into(), source))
     }

@@ -19,6 +19,8 @@
 //!
 #![doc = include_str!("../docs/error-handling.md")]
 
+#[cfg(feature = "blocking")]
+pub mod blocking;
 pub mod client;
 pub mod codes;
 mod error;

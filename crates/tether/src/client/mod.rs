@@ -8,6 +8,7 @@ mod builder;
 mod conn;
 mod connect;
 mod proxy;
+mod runner;
 mod stream;
 #[cfg(feature = "tls")]
 mod tls;
@@ -18,6 +19,7 @@ pub use builder::ClientBuilder;
 pub use conn::{Client, ClientSender};
 pub use connect::{ClientConfig, Response, connect, connect_on, connect_with};
 pub use proxy::{Proxy, ProxyConfig, ProxyKind};
+pub use runner::{Backoff, Disconnect, Event, EventHandler, Reconnect, Runner, StopHandle};
 pub use stream::MaybeTlsStream;
 #[cfg(feature = "tls")]
 pub use tls::TlsConfig;

@@ -39,7 +39,15 @@ impl AsyncRead for MaybeTlsStream {
         match self.get_mut() {
             Self::Plain(stream) => Pin::new(stream).poll_read(cx, buf),
             #[cfg(feature = "tls")]
-            Self::Tls(stream) => Pin::new(stream.as_mut()).poll_read(cx, buf),
+            Self::Tls(stream) => match Pin::new(stream.as_mut()).poll_read(cx, buf) {
+                // A peer that drops TCP without TLS close_notify ends the stream like a plain
+                // TCP peer would: the WebSocket layer tells a clean close (it saw the close
+                // frame) from an abnormal one (it did not), the same for ws:// and wss://.
+                Poll::Ready(Err(error)) if error.kind() == io::ErrorKind::UnexpectedEof => {
+                    Poll::Ready(Ok(()))
+                }
+                other => other,
+            },
         }
     }
 }

@@ -132,7 +132,10 @@ async fn http_connect(
         return Ok(());
     }
     let what = match status {
-        407 if proxy.credentials().is_some() => "the proxy refused the credentials",
+        // A 401 to CONNECT can only come from the proxy (there is no tunnel yet): some
+        // proxies (tinyproxy before the fix for its issue #532) answer wrong credentials
+        // with it instead of 407.
+        401 | 407 if proxy.credentials().is_some() => "the proxy refused the credentials",
         407 => "the proxy requires credentials (use http://user:pass@host:port)",
         403 => "the proxy forbids tunnels to this destination",
         502 => "the proxy could not reach the destination",

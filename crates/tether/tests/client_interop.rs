@@ -1,0 +1,390 @@
+//! The client against servers written with other WebSocket libraries: Python's `websockets`
+//! (17.x, asyncio) and Node's `ws` (8.x), each a script in `tests/interop/` run as a child
+//! process on 127.0.0.1. Echo of text and binary, subprotocol selection, pings answered,
+//! close codes and reasons, the peer's message size limit (1009), and refused handshakes
+//! (status, headers and JSON body).
+//!
+//! The peers come from the environment, with fallbacks under
+//! `${TETHER_CACHE_DIR:-$HOME/.cache/tether}`:
+//! - `TETHER_PYTHON`: a Python with `websockets` 17 (fallback: `py-venv/bin/python`);
+//! - `TETHER_NODE`: the `node` binary (fallback: `node` on the `PATH`);
+//! - `TETHER_NODE_PATH`: the `node_modules` holding `ws` (fallback: `node/node_modules`).
+//!
+//! A peer that cannot start fails its tests with the commands that install it: these tests
+//! never skip silently. See `tests/interop/README.md`.
+
+#![allow(clippy::indexing_slicing, clippy::unwrap_used)] // Tests may panic: that is how they fail.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::time::Duration;
+
+use tether::client::{Client, ClientBuilder};
+use tether::{CloseFrame, CloseReason, ErrorKind, Message, Side};
+
+/// Every test's bound: a peer that stops answering fails the test instead of hanging it.
+const TEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a peer may take to print `listening on PORT`.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PeerKind {
+    Python,
+    Node,
+}
+
+fn repo_root() -> PathBuf {
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.ancestors().nth(2).unwrap().to_path_buf()
+}
+
+fn cache_dir() -> PathBuf {
+    match std::env::var_os("TETHER_CACHE_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/tether"),
+    }
+}
+
+fn env_or(name: &str, fallback: PathBuf) -> PathBuf {
+    match std::env::var_os(name) {
+        Some(value) if !value.is_empty() => PathBuf::from(value),
+        _ => fallback,
+    }
+}
+
+/// How to install a peer, for the failure message.
+fn install_help(kind: PeerKind) -> String {
+    match kind {
+        PeerKind::Python => format!(
+            "install the Python peer: `bash scripts/python-tests` creates the venv \
+             ${{TETHER_CACHE_DIR:-$HOME/.cache/tether}}/py-venv with websockets==17.4 \
+             (or: python3 -m venv {venv} && {venv}/bin/pip install -r tests/python/requirements.txt), \
+             then export TETHER_PYTHON={venv}/bin/python",
+            venv = cache_dir().join("py-venv").display()
+        ),
+        PeerKind::Node => format!(
+            "install the Node peer (needs node and npm, Debian: apt-get install nodejs npm): \
+             mkdir -p {dir} && cp tests/interop/package.json tests/interop/package-lock.json {dir}/ \
+             && npm ci --prefix {dir} --no-audit --no-fund, \
+             then export TETHER_NODE=$(command -v node) TETHER_NODE_PATH={dir}/node_modules",
+            dir = cache_dir().join("node").display()
+        ),
+    }
+}
+
+/// A peer server process, killed (and reaped) on drop. It also exits when its standard
+/// input ends, so even a test process that dies without dropping it leaves nothing behind.
+struct Peer {
+    kind: PeerKind,
+    child: Child,
+    port: u16,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Peer {
+    fn start(kind: PeerKind) -> Self {
+        let interop = repo_root().join("tests/interop");
+        let mut command = match kind {
+            PeerKind::Python => {
+                let python = env_or("TETHER_PYTHON", cache_dir().join("py-venv/bin/python"));
+                assert!(
+                    python.exists() || python.components().count() == 1,
+                    "the Python peer's interpreter {} does not exist: {}",
+                    python.display(),
+                    install_help(kind)
+                );
+                let mut command = Command::new(python);
+                command
+                    .arg(interop.join("python_peer.py"))
+                    .env("PYTHONDONTWRITEBYTECODE", "1");
+                command
+            }
+            PeerKind::Node => {
+                let node = env_or("TETHER_NODE", PathBuf::from("node"));
+                let modules = env_or("TETHER_NODE_PATH", cache_dir().join("node/node_modules"));
+                assert!(
+                    modules.join("ws/package.json").exists(),
+                    "the Node peer's `ws` package is not in {}: {}",
+                    modules.display(),
+                    install_help(kind)
+                );
+                let mut command = Command::new(node);
+                command
+                    .arg(interop.join("node_peer.cjs"))
+                    .env("NODE_PATH", modules);
+                command
+            }
+        };
+        let mut child = command
+            .args(["0", "--exit-on-stdin-eof"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!(
+                    "the {kind:?} peer could not be started ({error}): {}",
+                    install_help(kind)
+                )
+            });
+        // Drained all along, so a chatty peer never blocks; shown when a test fails.
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().unwrap();
+        let sink = Arc::clone(&stderr);
+        let drain = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(STARTUP_TIMEOUT).unwrap_or_default();
+        let port = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|port| port.parse().ok());
+        let mut peer = Self {
+            kind,
+            child,
+            port: 0,
+            stderr,
+        };
+        match port {
+            Some(port) => peer.port = port,
+            None => {
+                let _ = peer.child.kill();
+                let _ = peer.child.wait();
+                // The peer is gone: its stderr is complete once the drain sees the end.
+                let _ = drain.join();
+                let stderr = std::mem::take(&mut *peer.stderr.lock().unwrap());
+                panic!(
+                    "the {kind:?} peer did not start (first line {line:?}, stderr: {stderr:?}): {}",
+                    install_help(kind)
+                );
+            }
+        }
+        peer
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("ws://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let stderr = self.stderr.lock().unwrap_or_else(PoisonError::into_inner);
+            eprintln!("{:?} peer stderr:\n{stderr}", self.kind);
+        }
+    }
+}
+
+fn builder() -> ClientBuilder {
+    Client::builder()
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(5))
+        .handshake_timeout(Duration::from_secs(5))
+        .close_timeout(Duration::from_secs(5))
+}
+
+async fn within<F: Future<Output = ()>>(test: F) {
+    tokio::time::timeout(TEST_TIMEOUT, test)
+        .await
+        .expect("the test did not finish in time");
+}
+
+async fn next(client: &mut Client) -> Message {
+    client
+        .recv()
+        .await
+        .expect("the connection ended")
+        .expect("recv failed")
+}
+
+async fn echoes_text_and_binary(kind: PeerKind) {
+    let peer = Peer::start(kind);
+    within(async {
+        let (mut client, response) = builder()
+            .protocol("chat.v1")
+            .connect(&peer.url("/echo"))
+            .await
+            .unwrap();
+        assert_eq!(response.protocol.as_deref(), Some("chat.v1"));
+        assert_eq!(client.protocol(), Some("chat.v1"));
+        let big_text = "tether ✓ ".repeat(8_000);
+        let big_binary: Vec<u8> = (0..200_000u32).map(|i| (i * 31 % 251) as u8).collect();
+        let messages = [
+            Message::text("hello"),
+            Message::text(""),
+            Message::text("héllo ✓ 🚀"),
+            Message::text(big_text),
+            Message::binary(vec![0u8, 1, 2, 0xfe, 0xff]),
+            Message::binary(Vec::new()),
+            Message::binary(big_binary),
+        ];
+        for message in messages {
+            client.send(message.clone()).await.unwrap();
+            let echoed = next(&mut client).await;
+            assert_eq!(echoed.is_text(), message.is_text(), "{kind:?}");
+            assert_eq!(echoed.payload(), message.payload(), "{kind:?}");
+        }
+        client.close(Some(CloseFrame::normal())).await.unwrap();
+        let info = client.close_info().unwrap();
+        assert_eq!(info.initiated_by, Side::Local);
+        assert_eq!(info.reason.display_code(), 1000);
+
+        // Without an offer, no subprotocol.
+        let (mut client, response) = builder().connect(&peer.url("/echo")).await.unwrap();
+        assert_eq!(response.protocol, None);
+        client.send(Message::text("again")).await.unwrap();
+        assert_eq!(next(&mut client).await.as_text(), Some("again"));
+        client.close(Some(CloseFrame::normal())).await.unwrap();
+    })
+    .await;
+}
+
+async fn answers_heartbeat_pings(kind: PeerKind) {
+    let peer = Peer::start(kind);
+    within(async {
+        let (mut client, _) = builder()
+            .ping_interval(Duration::from_millis(100))
+            .ping_timeout(Duration::from_millis(1_000))
+            .connect(&peer.url("/echo"))
+            .await
+            .unwrap();
+        // About 15 pings go out; a missing pong would end `recv` with a pong timeout.
+        let quiet = tokio::time::timeout(Duration::from_millis(1_500), client.recv()).await;
+        assert!(quiet.is_err(), "{kind:?}: recv ended: {quiet:?}");
+        client.send(Message::text("still here")).await.unwrap();
+        assert_eq!(next(&mut client).await.as_text(), Some("still here"));
+        client.close(Some(CloseFrame::normal())).await.unwrap();
+    })
+    .await;
+}
+
+async fn sees_close_codes_and_reasons(kind: PeerKind) {
+    let peer = Peer::start(kind);
+    within(async {
+        for code in [1000u16, 1001, 4001] {
+            let (mut client, _) = builder()
+                .connect(&peer.url(&format!("/close/{code}")))
+                .await
+                .unwrap();
+            let end = client.recv().await;
+            assert!(end.is_none(), "{kind:?} /close/{code}: {end:?}");
+            let info = client.close_info().unwrap();
+            assert_eq!(info.initiated_by, Side::Remote, "{kind:?} {code}");
+            match &info.reason {
+                CloseReason::Frame(frame) => {
+                    assert_eq!(frame.code.as_u16(), code, "{kind:?}");
+                    assert_eq!(frame.reason.as_str(), format!("closing with {code}"));
+                }
+                other => panic!("{kind:?} /close/{code}: {other:?}"),
+            }
+        }
+    })
+    .await;
+}
+
+async fn a_message_over_the_peers_limit_is_closed_with_1009(kind: PeerKind) {
+    let peer = Peer::start(kind);
+    within(async {
+        let (mut client, _) = builder().connect(&peer.url("/big")).await.unwrap();
+        client.send(Message::text("x".repeat(100))).await.unwrap();
+        assert_eq!(next(&mut client).await.len(), 100);
+        client.send(Message::text("y".repeat(2_000))).await.unwrap();
+        let end = client.recv().await;
+        assert!(end.is_none(), "{kind:?}: {end:?}");
+        let info = client.close_info().unwrap();
+        assert_eq!(info.initiated_by, Side::Remote, "{kind:?}");
+        assert_eq!(info.reason.display_code(), 1009, "{kind:?}: {info:?}");
+    })
+    .await;
+}
+
+async fn refused_handshakes_keep_status_headers_and_body(kind: PeerKind) {
+    let peer = Peer::start(kind);
+    within(async {
+        for (path, status) in [
+            ("/reject/401", 401u16),
+            ("/reject/404", 404),
+            ("/reject/500", 500),
+            ("/no/such/route", 404),
+        ] {
+            let error = builder().connect(&peer.url(path)).await.unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::BadStatus, "{kind:?} {path}: {error}");
+            assert_eq!(error.is_retryable(), status >= 500, "{kind:?} {path}");
+            let refused = error.bad_status().unwrap();
+            assert_eq!(refused.status, status, "{kind:?} {path}");
+            let reason = refused
+                .headers
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case("x-reason"))
+                .map(|(_, value)| value.as_str());
+            assert_eq!(
+                reason,
+                Some(format!("interop rejection {status}").as_str()),
+                "{kind:?} {path}: {:?}",
+                refused.headers
+            );
+            let body: serde_json::Value = serde_json::from_slice(&refused.body)
+                .unwrap_or_else(|e| panic!("{kind:?} {path}: {e}: {:?}", refused.body));
+            assert_eq!(
+                body,
+                serde_json::json!({ "error": format!("rejected with {status}") }),
+                "{kind:?} {path}"
+            );
+        }
+    })
+    .await;
+}
+
+/// The same tests against each peer.
+macro_rules! against {
+    ($module:ident, $kind:expr) => {
+        mod $module {
+            use super::*;
+
+            #[tokio::test]
+            async fn echoes_text_and_binary() {
+                super::echoes_text_and_binary($kind).await;
+            }
+
+            #[tokio::test]
+            async fn answers_heartbeat_pings() {
+                super::answers_heartbeat_pings($kind).await;
+            }
+
+            #[tokio::test]
+            async fn sees_close_codes_and_reasons() {
+                super::sees_close_codes_and_reasons($kind).await;
+            }
+
+            #[tokio::test]
+            async fn a_message_over_the_peers_limit_is_closed_with_1009() {
+                super::a_message_over_the_peers_limit_is_closed_with_1009($kind).await;
+            }
+
+            #[tokio::test]
+            async fn refused_handshakes_keep_status_headers_and_body() {
+                super::refused_handshakes_keep_status_headers_and_body($kind).await;
+            }
+        }
+    };
+}
+
+against!(python, PeerKind::Python);
+against!(node, PeerKind::Node);
