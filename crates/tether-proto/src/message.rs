@@ -106,6 +106,27 @@ pub enum Message {
     Binary(Bytes),
 }
 
+impl From<&str> for Message {
+    /// A text message.
+    fn from(text: &str) -> Self {
+        Self::text(text.to_owned())
+    }
+}
+
+impl From<String> for Message {
+    /// A text message.
+    fn from(text: String) -> Self {
+        Self::text(text)
+    }
+}
+
+impl From<Vec<u8>> for Message {
+    /// A binary message.
+    fn from(bytes: Vec<u8>) -> Self {
+        Self::binary(bytes)
+    }
+}
+
 impl Message {
     /// A text message.
     pub fn text(text: impl Into<Utf8Bytes>) -> Self {

@@ -98,7 +98,9 @@ impl BlockingClient {
     /// As [`Client::recv`]; [`ErrorKind::Io`](crate::ErrorKind::Io) inside an async runtime.
     pub fn recv(&mut self) -> Option<Result<Message, Error>> {
         let Self { client, runtime } = self;
-        runtime.block_on(client.recv()).unwrap_or_else(|error| Some(Err(error)))
+        runtime
+            .block_on(client.recv())
+            .unwrap_or_else(|error| Some(Err(error)))
     }
 
     /// Waits at most `timeout` for the next message. Out of time, returns an
@@ -109,7 +111,9 @@ impl BlockingClient {
     /// As [`recv`](Self::recv), and the timeout.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Option<Result<Message, Error>> {
         let Self { client, runtime } = self;
-        match runtime.block_on(tokio::time::timeout(timeout, client.recv())) {
+        // The timer is made inside the runtime: it needs the runtime's clock.
+        let recv = async move { tokio::time::timeout(timeout, client.recv()).await };
+        match runtime.block_on(recv) {
             Ok(Ok(next)) => next,
             Ok(Err(_elapsed)) => Some(Err(Error::timeout(TimeoutPhase::Read))),
             Err(error) => Some(Err(error)),

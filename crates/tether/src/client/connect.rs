@@ -23,7 +23,7 @@ use crate::error::{BadStatus, Error, TimeoutPhase};
 use crate::mask_keys::handshake_key;
 use crate::transport::{Config, WebSocket};
 
-/// Client settings, each with a documented default. [`ClientBuilder`] sets them fluently.
+/// Client settings, each with a documented default. [`ClientBuilder`](super::ClientBuilder) sets them fluently.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ClientConfig {

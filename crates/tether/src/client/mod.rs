@@ -4,6 +4,7 @@
 //! [`Client::builder`] sets every option; [`connect_on`] runs only the opening handshake on
 //! a stream the caller connected.
 
+mod backoff;
 mod builder;
 mod conn;
 mod connect;
@@ -15,11 +16,12 @@ mod tls;
 mod tunnel;
 mod url;
 
+pub use backoff::{Backoff, Reconnect};
 pub use builder::ClientBuilder;
 pub use conn::{Client, ClientSender};
 pub use connect::{ClientConfig, Response, connect, connect_on, connect_with};
 pub use proxy::{Proxy, ProxyConfig, ProxyKind};
-pub use runner::{Backoff, Disconnect, Event, EventHandler, Reconnect, Runner, StopHandle};
+pub use runner::{Disconnect, Event, EventHandler, Runner, StopHandle};
 pub use stream::MaybeTlsStream;
 #[cfg(feature = "tls")]
 pub use tls::TlsConfig;

@@ -14,222 +14,13 @@ use tether_proto::{CloseCode, CloseFrame, Message, Side};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::backoff::{Backoff, Reconnect};
 use super::builder::ClientBuilder;
 use super::conn::{Client, ClientSender};
 use super::connect::{ClientConfig, Response, connect_with};
 use crate::codes::{Advice, Ending, Registry, retry_advice};
 use crate::error::{Error, ErrorKind, TimeoutPhase};
-use crate::mask_keys::mask_key;
 use crate::transport::{CloseInfo, CloseReason};
-
-/// Reconnection settings: exponential backoff with full jitter.
-///
-/// Before reconnect attempt `n` (counting from 0 since the last reset) the runner waits a
-/// uniformly random delay in `[0, min(max_delay, initial_delay * multiplier^n)]` ("full
-/// jitter"), raised to at least the server's hint when it gave one. The attempt count goes
-/// back to 0 once a connection has stayed open for [`reset_after`](Reconnect::reset_after).
-///
-/// ```
-/// use std::time::Duration;
-/// use tether::client::Reconnect;
-///
-/// let reconnect = Reconnect::new()
-///     .initial_delay(Duration::from_millis(250))
-///     .max_delay(Duration::from_secs(10))
-///     .max_attempts(5);
-/// assert_eq!(reconnect.ceiling(2), Duration::from_secs(1));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Reconnect {
-    initial_delay: Duration,
-    max_delay: Duration,
-    multiplier: f64,
-    max_attempts: Option<u32>,
-    reset_after: Duration,
-}
-
-impl Reconnect {
-    /// The default delay ceiling of the first reconnect: 500 ms.
-    pub const DEFAULT_INITIAL_DELAY: Duration = Duration::from_millis(500);
-    /// The default cap on any computed delay: 30 s.
-    pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(30);
-    /// The default growth factor per attempt: 2.
-    pub const DEFAULT_MULTIPLIER: f64 = 2.0;
-    /// The default uptime after which the attempt count resets: 10 s.
-    pub const DEFAULT_RESET_AFTER: Duration = Duration::from_secs(10);
-
-    /// The defaults: 500 ms initial delay, 30 s maximum, multiplier 2, unlimited attempts,
-    /// reset after 10 s of stable connection.
-    pub const fn new() -> Self {
-        Self {
-            initial_delay: Self::DEFAULT_INITIAL_DELAY,
-            max_delay: Self::DEFAULT_MAX_DELAY,
-            multiplier: Self::DEFAULT_MULTIPLIER,
-            max_attempts: None,
-            reset_after: Self::DEFAULT_RESET_AFTER,
-        }
-    }
-
-    /// The delay ceiling of the first reconnect attempt. Default: 500 ms.
-    pub const fn initial_delay(mut self, delay: Duration) -> Self {
-        self.initial_delay = delay;
-        self
-    }
-
-    /// The cap on the computed delay (a server's hint may exceed it). Default: 30 s.
-    pub const fn max_delay(mut self, delay: Duration) -> Self {
-        self.max_delay = delay;
-        self
-    }
-
-    /// How much the ceiling grows per attempt. Values below 1 (or NaN) count as 1.
-    /// Default: 2.
-    pub fn multiplier(mut self, multiplier: f64) -> Self {
-        self.multiplier = if multiplier >= 1.0 { multiplier } else { 1.0 };
-        self
-    }
-
-    /// How many reconnect attempts in a row are allowed before the runner gives up with the
-    /// last error (`None`: unlimited; `0`: never reconnect). Default: unlimited.
-    pub fn max_attempts(mut self, max: impl Into<Option<u32>>) -> Self {
-        self.max_attempts = max.into();
-        self
-    }
-
-    /// How long a connection must stay open for the attempt count to start again from 0.
-    /// Default: 10 s.
-    pub const fn reset_after(mut self, uptime: Duration) -> Self {
-        self.reset_after = uptime;
-        self
-    }
-
-    /// The delay ceiling of reconnect attempt `attempt` (counting from 0):
-    /// `min(max_delay, initial_delay * multiplier^attempt)`.
-    pub fn ceiling(&self, attempt: u32) -> Duration {
-        let exponent = i32::try_from(attempt).unwrap_or(i32::MAX);
-        let seconds = self.initial_delay.as_secs_f64() * self.multiplier.powi(exponent);
-        // Overflow (infinity) is over any cap.
-        Duration::try_from_secs_f64(seconds).map_or(self.max_delay, |delay| delay.min(self.max_delay))
-    }
-
-    /// The configured maximum number of attempts in a row.
-    pub fn attempts_allowed(&self) -> Option<u32> {
-        self.max_attempts
-    }
-}
-
-impl Default for Reconnect {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// The backoff state of a run of reconnect attempts: which attempt comes next, and the delay
-/// before it. [`Runner`] uses one; it is public for custom loops and for testing the delays
-/// with a chosen random source.
-///
-/// ```
-/// use std::time::Duration;
-/// use tether::client::{Backoff, Reconnect};
-///
-/// // A random source that always draws the top of the range: the delays are the ceilings.
-/// let mut backoff = Backoff::with_random(Reconnect::new().max_attempts(3), || 1.0);
-/// assert_eq!(backoff.next_delay(None), Some(Duration::from_millis(500)));
-/// assert_eq!(backoff.next_delay(None), Some(Duration::from_secs(1)));
-/// assert_eq!(backoff.next_delay(Some(Duration::from_secs(5))), Some(Duration::from_secs(5)));
-/// assert_eq!(backoff.next_delay(None), None); // three attempts allowed
-/// ```
-pub struct Backoff<R = fn() -> f64> {
-    settings: Reconnect,
-    attempts: u32,
-    random: R,
-}
-
-impl<R> fmt::Debug for Backoff<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Backoff")
-            .field("settings", &self.settings)
-            .field("attempts", &self.attempts)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Backoff {
-    /// A backoff drawing its jitter from the operating system's random generator.
-    pub fn new(settings: Reconnect) -> Self {
-        Self::with_random(settings, os_random)
-    }
-}
-
-impl<R: FnMut() -> f64> Backoff<R> {
-    /// A backoff drawing its jitter from `random`, which should return values in `[0, 1)`
-    /// (values outside are clamped, NaN counts as 1).
-    pub fn with_random(settings: Reconnect, random: R) -> Self {
-        Self {
-            settings,
-            attempts: 0,
-            random,
-        }
-    }
-
-    /// The delay before the next attempt, counting it; `None` once the maximum number of
-    /// attempts has been made. The delay is a random fraction of the attempt's
-    /// [`ceiling`](Reconnect::ceiling), raised to at least `floor` (the server's hint) when
-    /// given; the hint is honoured even above the maximum delay.
-    pub fn next_delay(&mut self, floor: Option<Duration>) -> Option<Duration> {
-        if self
-            .settings
-            .max_attempts
-            .is_some_and(|max| self.attempts >= max)
-        {
-            return None;
-        }
-        let ceiling = self.settings.ceiling(self.attempts);
-        self.attempts = self.attempts.saturating_add(1);
-        let fraction = (self.random)();
-        let fraction = if fraction.is_nan() {
-            1.0
-        } else {
-            fraction.clamp(0.0, 1.0)
-        };
-        let jittered = Duration::try_from_secs_f64(ceiling.as_secs_f64() * fraction)
-            .map_or(ceiling, |delay| delay.min(ceiling));
-        Some(floor.map_or(jittered, |floor| jittered.max(floor)))
-    }
-
-    /// How many attempts have been counted since the last reset.
-    pub fn attempts(&self) -> u32 {
-        self.attempts
-    }
-
-    /// Starts counting attempts from 0 again.
-    pub fn reset(&mut self) {
-        self.attempts = 0;
-    }
-
-    /// Notes that a connection stayed open for `uptime`: resets the count when that is at
-    /// least [`reset_after`](Reconnect::reset_after), and returns whether it did.
-    pub fn record_uptime(&mut self, uptime: Duration) -> bool {
-        let stable = uptime >= self.settings.reset_after;
-        if stable {
-            self.reset();
-        }
-        stable
-    }
-
-    /// The settings.
-    pub fn settings(&self) -> &Reconnect {
-        &self.settings
-    }
-}
-
-/// A uniform random number in `[0, 1)` from the OS generator (through the masking-key pool).
-fn os_random() -> f64 {
-    let [a, b, c, d] = mask_key();
-    let [e, f, g, h] = mask_key();
-    let bits = u64::from_le_bytes([a, b, c, d, e, f, g, h]) >> 11;
-    bits as f64 / (1u64 << 53) as f64
-}
 
 /// Why the runner lost its connection, or could not get one: what a classifier looks at to
 /// decide whether to reconnect.
@@ -272,6 +63,20 @@ impl<'a> Disconnect<'a> {
         self.was_open
     }
 
+    /// Whether the application closed the connection itself (through a [`ClientSender`]):
+    /// this endpoint started the close and nothing failed but, at most, the wait for the
+    /// server's answer. Closes the client makes on its own (a missing pong, a protocol
+    /// error) come with their error and are not counted.
+    pub fn is_local_close(&self) -> bool {
+        let started_here = self.close.is_some_and(|info| {
+            info.initiated_by == Side::Local && info.reason != CloseReason::Abnormal
+        });
+        started_here
+            && self
+                .error
+                .is_none_or(|error| error.timeout_phase() == Some(TimeoutPhase::Close))
+    }
+
     /// The end in the vocabulary of [`retry_advice`], when it has one: the close of an open
     /// connection, a refused handshake, or an abnormal end (reset, timeout, I/O failure).
     /// `None` for failures the advice does not cover (TLS, a malformed URL, a proxy, an
@@ -298,8 +103,10 @@ impl<'a> Disconnect<'a> {
         }
     }
 
-    /// The default classifier: [`retry_advice`] with the default [`Registry`] and the
-    /// server's hint, or [`Error::is_retryable`] when the end has no [`Ending`].
+    /// The default classifier: stop after the application's own close
+    /// ([`is_local_close`](Self::is_local_close)); otherwise [`retry_advice`] with the default
+    /// [`Registry`] and the server's hint, or [`Error::is_retryable`] when the end has no
+    /// [`Ending`].
     ///
     /// So a refused handshake with 401, 403, 404 (any 4xx but 408 and 429), a normal close
     /// (1000) and the terminal close codes (1002, 1003, 1007-1010, 4003, 4004, unregistered
@@ -312,6 +119,9 @@ impl<'a> Disconnect<'a> {
 
     /// The default classifier with the application codes of `registry`.
     pub fn advice_with(&self, registry: &Registry) -> Advice {
+        if self.is_local_close() {
+            return Advice::Stop;
+        }
         match self.ending() {
             Some(ending) => retry_advice(ending, registry, self.hint),
             None if self.error.is_some_and(Error::is_retryable) => {
@@ -336,7 +146,8 @@ fn ending_of(reason: &CloseReason) -> Ending {
 /// connection stays open), then `Close` when the connection ends; then either `Error` (when
 /// it ended with one) and `Reconnecting` before the next attempt, or `Stopped`. A failed
 /// connection attempt gives `Error` and `Reconnecting`, or `Stopped`. `Stopped` is always
-/// last; after it [`Runner::next`] returns `None`.
+/// last; after it [`Runner::next`] returns `None`. (One `Error` may also come just before a
+/// quiet `Stopped(None)`: the server did not answer the application's own close in time.)
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Event {
@@ -370,8 +181,8 @@ pub enum Event {
         /// How long the runner waits before it.
         delay: Duration,
     },
-    /// The runner is done: `None` after a normal close (1000) or a [`StopHandle::stop`],
-    /// otherwise the error that ended it (a terminal close as a
+    /// The runner is done: `None` after a normal close (1000), a close the application made
+    /// itself, or a [`StopHandle::stop`]; otherwise the error that ended it (a terminal close as a
     /// [`ConnectionClosed`](ErrorKind::ConnectionClosed) error with its
     /// [`close_info`](Error::close_info), a refused handshake, or the last error once the
     /// maximum number of attempts was reached).
@@ -404,9 +215,11 @@ type Classifier = Arc<dyn Fn(&Disconnect<'_>) -> Advice + Send + Sync>;
 /// with backoff when the classifier advises it (by default, [`Disconnect::default_advice`]).
 ///
 /// Read it as a stream with [`Runner::next`], or drive an [`EventHandler`] with
-/// [`Runner::run`].
+/// [`Runner::run`]. Stop it with a [`StopHandle`], or by closing the connection yourself
+/// with the `sender` of [`Event::Open`].
 ///
 /// ```no_run
+/// use tether::Message;
 /// use tether::client::{Client, Event, Reconnect, Runner};
 ///
 /// # async fn demo() {
@@ -414,7 +227,7 @@ type Classifier = Arc<dyn Fn(&Disconnect<'_>) -> Advice + Send + Sync>;
 /// while let Some(event) = runner.next().await {
 ///     match event {
 ///         Event::Open { sender, .. } => {
-///             let _ = sender.send("subscribe").await;
+///             let _ = sender.send(Message::text("subscribe")).await;
 ///         }
 ///         Event::Message(message) => println!("{message:?}"),
 ///         Event::Stopped(error) => println!("done: {error:?}"),
@@ -600,7 +413,8 @@ impl Runner {
                             // Bounded by the close timeout; a failure still ends the connection.
                             let _ = open.client.close(Some(frame)).await;
                             let info = open.client.close_info();
-                            self.queue.push_back(close_event(info.as_ref(), Side::Local));
+                            self.queue
+                                .push_back(close_event(info.as_ref(), Side::Local));
                             self.finish(None);
                         }
                     }
@@ -610,8 +424,8 @@ impl Runner {
     }
 
     /// Drives `handler` with this runner's events until it stops: `Ok(())` after a normal
-    /// close or a [`StopHandle::stop`], the final error otherwise (which
-    /// [`EventHandler::on_error`] also sees).
+    /// close, the application's own close or a [`StopHandle::stop`], the final error
+    /// otherwise (which [`EventHandler::on_error`] also sees).
     ///
     /// # Errors
     /// The error that stopped the runner; see [`Event::Stopped`].
@@ -667,21 +481,29 @@ impl Runner {
                 reason: CloseReason::Abnormal,
             }));
         }
-        let advice = (self.classify)(&Disconnect {
+        let disconnect = Disconnect {
             error: error.as_ref(),
             close: close.as_ref(),
             hint,
             was_open,
-        });
-        let normal = error.is_none()
-            && close.as_ref().and_then(|info| info.reason.code()) == Some(CloseCode::NORMAL);
+        };
+        let advice = (self.classify)(&disconnect);
+        // Ends that stop without an error: a normal close, and the application's own close.
+        let quiet = disconnect.is_local_close()
+            || (error.is_none() && disconnect.close_code() == Some(1000));
         let failure = |error: Option<Error>| {
             error
                 .or_else(|| close.clone().map(Error::disconnected))
                 .unwrap_or_else(Error::abnormal_closure)
         };
         match advice {
-            Advice::Stop if normal => self.finish(None),
+            Advice::Stop if quiet => {
+                // At most the wait for the server's answer to our close timed out: say so.
+                if let Some(error) = error {
+                    self.queue.push_back(Event::Error(error));
+                }
+                self.finish(None);
+            }
             Advice::Stop => {
                 let error = failure(error);
                 tracing::warn!(url = %self.url, %error, "runner stopped");
@@ -711,8 +533,7 @@ impl Runner {
                         if let Some(error) = error {
                             self.queue.push_back(Event::Error(error));
                         }
-                        self.queue
-                            .push_back(Event::Reconnecting { attempt, delay });
+                        self.queue.push_back(Event::Reconnecting { attempt, delay });
                         self.state = State::Wait(Instant::now() + delay);
                     }
                 }
@@ -881,20 +702,14 @@ impl<H: EventHandler> EventHandler for &mut H {
 mod tests {
     use super::*;
 
-    #[test]
-    fn os_random_stays_in_the_unit_interval() {
-        for _ in 0..10_000 {
-            let value = os_random();
-            assert!((0.0..1.0).contains(&value), "{value}");
-        }
-    }
-
     #[cfg(feature = "json")]
     #[test]
     fn error_messages_give_their_hint() {
         let hint = |text: &str| error_message_hint(&Message::text(text.to_owned()));
         assert_eq!(
-            hint(r#"{"type":"error","data":{"code":4005,"message":"slow","retry_after_ms":1500},"meta":{}}"#),
+            hint(
+                r#"{"type":"error","data":{"code":4005,"message":"slow","retry_after_ms":1500},"meta":{}}"#
+            ),
             Some(Some(Duration::from_millis(1500)))
         );
         assert_eq!(
@@ -943,17 +758,49 @@ mod tests {
             advice(&closed(1013), hint),
             Advice::Reconnect { after: hint }
         );
+        // The application's own close stops, whatever its code.
+        let ours = CloseInfo {
+            initiated_by: Side::Local,
+            ..closed(1001)
+        };
+        assert_eq!(advice(&ours, None), Advice::Stop);
+        let late = Error::timeout(TimeoutPhase::Close);
+        let unanswered = Disconnect {
+            error: Some(&late),
+            close: Some(&ours),
+            hint: None,
+            was_open: true,
+        };
+        assert!(unanswered.is_local_close());
+        assert_eq!(unanswered.default_advice(), Advice::Stop);
+        // A close the client made on its own (a missing pong) reconnects.
+        let pong = Error::timeout(TimeoutPhase::Pong);
+        let heartbeat = CloseInfo {
+            initiated_by: Side::Local,
+            ..closed(1011)
+        };
+        let missing_pong = Disconnect {
+            error: Some(&pong),
+            close: Some(&heartbeat),
+            hint: None,
+            was_open: true,
+        };
+        assert!(!missing_pong.is_local_close());
+        assert_eq!(
+            missing_pong.default_advice(),
+            Advice::Reconnect { after: None }
+        );
         let abnormal = CloseInfo {
             initiated_by: Side::Remote,
             reason: CloseReason::Abnormal,
         };
-        assert_eq!(
-            advice(&abnormal, None),
-            Advice::Reconnect { after: None }
-        );
+        assert_eq!(advice(&abnormal, None), Advice::Reconnect { after: None });
         for (error, expected) in [
             (Error::timeout(TimeoutPhase::Connect), true),
-            (Error::io(std::io::ErrorKind::ConnectionRefused.into()), true),
+            (
+                Error::io(std::io::ErrorKind::ConnectionRefused.into()),
+                true,
+            ),
             (Error::abnormal_closure(), true),
             (Error::tls("bad certificate", None), false),
             (Error::address("malformed", None), false),
