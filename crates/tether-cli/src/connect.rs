@@ -7,19 +7,22 @@
 //! are printed as `< text` or `< [binary N bytes] hex`; the end as `closed: CODE NAME: reason`;
 //! a failure as `error (KIND): detail` on standard error, followed by a `hint:` line (and the
 //! body of a refused handshake). The exit status tells a script whether retrying may help
-//! (see [`EXIT_CODES`]). With `--reconnect`, retryable endings reconnect with exponential
-//! backoff and jitter.
+//! (see [`EXIT_CODES`]).
+//!
+//! The connection is driven by [`tether::client::Runner`]: without `--reconnect` it makes
+//! no reconnect attempt; with it, retryable endings reconnect with its backoff and jitter,
+//! honouring the server's hints.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use tether::client::{Client, ClientBuilder, Proxy, TlsConfig};
+use tether::client::{
+    Client, ClientBuilder, ClientSender, Event, Proxy, Reconnect, Runner, TlsConfig,
+};
 use tether::codes::{Advice, Ending, Registry, retry_advice};
-use tether::{CloseFrame, CloseReason, Error, ErrorKind, Message, Side, TimeoutPhase};
+use tether::{CloseReason, Error, ErrorKind, Message, Side, TimeoutPhase};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -39,12 +42,6 @@ Exit status:
 
 /// How long `-x` waits for replies when `-w` is not given.
 const DEFAULT_SCRIPT_WAIT: Duration = Duration::from_secs(2);
-/// The first reconnect delay; it doubles on each consecutive failure, up to the maximum.
-const BACKOFF_BASE: Duration = Duration::from_millis(500);
-/// The longest reconnect delay (before the server's `Retry-After`, which may be longer).
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// A connection that stayed open this long resets the backoff.
-const STABLE_CONNECTION: Duration = Duration::from_secs(10);
 /// How many bytes of a binary message are shown in hex.
 const HEX_SHOWN: usize = 32;
 /// How many bytes of a refused handshake's body are shown.
@@ -80,10 +77,10 @@ pub(crate) struct ConnectArgs {
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     ping_interval: Option<Duration>,
     /// Reconnects after a retryable failure (exit status 3), with exponential backoff and
-    /// jitter, honouring the server's Retry-After.
+    /// jitter, honouring the server's Retry-After and retry_after_ms.
     #[arg(long)]
     reconnect: bool,
-    /// With --reconnect: gives up after this many consecutive retries.
+    /// With --reconnect: gives up after this many reconnect attempts in a row.
     #[arg(long, value_name = "N", requires = "reconnect")]
     max_retries: Option<u32>,
     /// Sends this text message once connected (repeatable), waits -w for replies, then closes
@@ -132,97 +129,35 @@ impl Status {
             Self::Interrupted => 130,
         }
     }
-}
 
-/// How one connection (or attempt) ended.
-#[derive(Debug)]
-enum End {
-    /// We closed with 1000 (the script or the input ended, or Ctrl-C) and the server answered.
-    Done,
-    /// The server closed, or the connection dropped (1006).
-    Closed(CloseReason),
-    /// Connecting failed, or the connection failed.
-    Failed(Error),
-}
-
-impl End {
-    /// The exit status, and whether to reconnect (with the server's hint, if any).
-    fn judge(&self) -> (Status, Option<Option<Duration>>) {
-        match self {
-            Self::Done => (Status::Ok, None),
-            Self::Closed(reason) => {
-                let ending = match reason {
-                    CloseReason::Frame(frame) => Ending::Closed(frame.code),
-                    CloseReason::NoStatus => Ending::NoStatus,
-                    _ => Ending::Abnormal,
-                };
-                let advice = retry_advice(ending, &Registry::default(), None);
-                let retry = match advice {
-                    Advice::Reconnect { after } => Some(after),
-                    _ => None,
-                };
-                let status = match reason.display_code() {
-                    1000 | 1001 => Status::Ok,
-                    _ if retry.is_some() => Status::Retryable,
-                    _ => Status::Terminal,
-                };
-                (status, retry)
-            }
-            Self::Failed(error) if error.is_retryable() => {
-                (Status::Retryable, Some(error.retry_after()))
-            }
-            Self::Failed(_) => (Status::Terminal, None),
-        }
-    }
-}
-
-/// Where messages to send come from.
-struct Input {
-    /// The `-x` messages, sent on each connection.
-    script: Vec<String>,
-    /// Lines of standard input; `None` with `-x` and once standard input has ended.
-    lines: Option<mpsc::UnboundedReceiver<String>>,
-    /// Whether standard input is a terminal: its end closes the connection at once.
-    interactive: bool,
-}
-
-impl Input {
-    fn new(args: &ConnectArgs) -> Self {
-        if !args.execute.is_empty() {
-            return Self {
-                script: args.execute.clone(),
-                lines: None,
-                interactive: false,
-            };
-        }
-        Self {
-            script: Vec::new(),
-            lines: Some(read_stdin()),
-            interactive: std::io::stdin().is_terminal(),
+    /// The status of a connection that ended with `reason`: 1000 and 1001 are normal ends;
+    /// otherwise the retry advice decides.
+    fn of_close(reason: &CloseReason) -> Self {
+        let ending = match reason {
+            CloseReason::Frame(frame) => Ending::Closed(frame.code),
+            CloseReason::NoStatus => Ending::NoStatus,
+            _ => Ending::Abnormal,
+        };
+        match reason.display_code() {
+            1000 | 1001 => Self::Ok,
+            _ => match retry_advice(ending, &Registry::default(), None) {
+                Advice::Stop => Self::Terminal,
+                _ => Self::Retryable,
+            },
         }
     }
 
-    fn is_script(&self) -> bool {
-        !self.script.is_empty()
-    }
-}
-
-/// Reads standard input on a thread of its own (a blocking read would otherwise hold the
-/// runtime open at exit), one message per line.
-fn read_stdin() -> mpsc::UnboundedReceiver<String> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            let Ok(mut line) = line else { break };
-            if line.ends_with('\r') {
-                line.pop();
-            }
-            if tx.send(line).is_err() {
-                break;
-            }
+    /// The status of the error a run ended with.
+    fn of_error(error: &Error) -> Self {
+        if let Some(info) = error.close_info() {
+            return Self::of_close(&info.reason);
         }
-    });
-    rx
+        if error.is_abnormal_closure() || error.is_retryable() {
+            Self::Retryable
+        } else {
+            Self::Terminal
+        }
+    }
 }
 
 /// Runs `tether connect`.
@@ -238,75 +173,6 @@ pub(crate) fn run(args: &ConnectArgs) -> ExitCode {
         }
     };
     ExitCode::from(runtime.block_on(session(args)).code())
-}
-
-async fn session(args: &ConnectArgs) -> Status {
-    let url = if args.url.contains("://") {
-        args.url.clone()
-    } else {
-        format!("ws://{}", args.url)
-    };
-    let builder = match builder(args) {
-        Ok(builder) => builder,
-        Err(error) => {
-            let end = End::Failed(error);
-            report(&end);
-            return end.judge().0;
-        }
-    };
-    if args.insecure && url.starts_with("wss:") {
-        eprintln!("warning: --insecure: the server's certificate is not checked");
-    }
-    let (interrupt, mut interrupted) = watch::channel(false);
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let _ = interrupt.send(true);
-        }
-    });
-    let mut input = Input::new(args);
-    let mut status = Status::Interrupted;
-    let mut retries = 0u32;
-    loop {
-        let connecting = tokio::select! {
-            result = builder.connect(&url) => result,
-            _ = interrupted.wait_for(|&stop| stop) => return status,
-        };
-        let end = match connecting {
-            Ok((mut client, response)) => {
-                match &response.protocol {
-                    Some(protocol) => eprintln!("connected to {url} (subprotocol {protocol})"),
-                    None => eprintln!("connected to {url}"),
-                }
-                let opened = Instant::now();
-                let end = converse(&mut client, &mut input, args.wait, &mut interrupted).await;
-                if opened.elapsed() >= STABLE_CONNECTION {
-                    retries = 0;
-                }
-                end
-            }
-            Err(error) => End::Failed(error),
-        };
-        report(&end);
-        let (judged, retry) = end.judge();
-        status = judged;
-        let Some(hint) = retry.filter(|_| args.reconnect && !*interrupted.borrow()) else {
-            return status;
-        };
-        if args.max_retries.is_some_and(|max| retries >= max) {
-            eprintln!("giving up after {retries} retries");
-            return status;
-        }
-        retries = retries.saturating_add(1);
-        let delay = backoff(retries, hint);
-        eprintln!(
-            "reconnecting in {:.1} s (retry {retries})",
-            delay.as_secs_f64()
-        );
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            _ = interrupted.wait_for(|&stop| stop) => return status,
-        }
-    }
 }
 
 fn builder(args: &ConnectArgs) -> Result<ClientBuilder, Error> {
@@ -335,91 +201,308 @@ fn builder(args: &ConnectArgs) -> Result<ClientBuilder, Error> {
     Ok(builder)
 }
 
-/// One open connection: sends the script or the input lines, prints what arrives, and closes
-/// with 1000 when the script's wait is over, the input ended, or Ctrl-C was pressed.
-async fn converse(
-    client: &mut Client,
-    input: &mut Input,
-    wait: Option<Duration>,
-    interrupted: &mut watch::Receiver<bool>,
-) -> End {
-    let mut deadline = None;
-    let mut close_now = false;
-    if input.is_script() {
-        for text in &input.script {
-            if let Err(error) = client.send(Message::text(text.as_str())).await {
-                if error.kind() == ErrorKind::ConnectionClosed {
-                    break; // The next recv says how it ended.
-                }
-                return End::Failed(error);
-            }
+/// A close line waiting for the event after it, which tells a missing code apart: 1006 when
+/// an abnormal-closure error follows, 1005 otherwise.
+struct PendingClose {
+    code: Option<u16>,
+    reason: String,
+    initiated_by: Side,
+}
+
+/// The state of one `tether connect` run.
+struct Session<'a> {
+    args: &'a ConnectArgs,
+    /// The sender of the open connection.
+    sender: Option<ClientSender>,
+    /// Counts connections, so that a script finishing on an old one is ignored.
+    generation: u64,
+    /// Hands the open connection's sender to the standard input writer.
+    writer_slot: watch::Sender<Option<ClientSender>>,
+    /// Whether every line of standard input has been sent.
+    input_done: bool,
+    interactive: bool,
+    /// When to close with 1000 (the wait after the last message).
+    deadline: Option<Instant>,
+    /// Whether we asked the runner to stop, and whether a connection was open then.
+    stopping: Option<bool>,
+    /// The status of the last failure, for a stop while reconnecting.
+    last: Option<Status>,
+    pending_close: Option<PendingClose>,
+    reconnects: u32,
+}
+
+async fn session(args: &ConnectArgs) -> Status {
+    let url = if args.url.contains("://") {
+        args.url.clone()
+    } else {
+        format!("ws://{}", args.url)
+    };
+    let builder = match builder(args) {
+        Ok(builder) => builder,
+        Err(error) => {
+            // Only --proxy can be wrong before connecting.
+            eprintln!("error ({:?}): {error}", error.kind());
+            eprintln!(
+                "hint: check --proxy: http://[user:password@]host:port or socks5://host:port"
+            );
+            return Status::Terminal;
         }
-        deadline = Some(Instant::now() + wait.unwrap_or(DEFAULT_SCRIPT_WAIT));
-    } else if input.lines.is_none() {
-        // Standard input ended on an earlier connection.
-        match wait {
-            Some(wait) => deadline = Some(Instant::now() + wait),
-            None => close_now = input.interactive,
-        }
+    };
+    if args.insecure && url.starts_with("wss:") {
+        eprintln!("warning: --insecure: the server's certificate is not checked");
     }
-    while !close_now {
+    let reconnect = Reconnect::new().max_attempts(if args.reconnect {
+        args.max_retries
+    } else {
+        Some(0)
+    });
+    let mut runner = Runner::new(url.clone(), builder, reconnect);
+    let stop = runner.stop_handle();
+
+    let (interrupt, mut interrupted) = watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = interrupt.send(true);
+        }
+    });
+    // Script runs tell the main loop when a connection's messages are all sent.
+    let (script_sent, mut scripts) = mpsc::unbounded_channel::<u64>();
+    let (writer_slot, slot) = watch::channel(None);
+    let (input_done_tx, mut input_done_rx) = mpsc::unbounded_channel::<()>();
+    let interactive = args.execute.is_empty() && std::io::stdin().is_terminal();
+    if args.execute.is_empty() {
+        tokio::spawn(write_stdin(read_stdin(), slot, input_done_tx));
+    }
+    let mut session = Session {
+        args,
+        sender: None,
+        generation: 0,
+        writer_slot,
+        input_done: false,
+        interactive,
+        deadline: None,
+        stopping: None,
+        last: None,
+        pending_close: None,
+        reconnects: 0,
+    };
+    loop {
+        let deadline = session.deadline;
         tokio::select! {
-            next = client.recv() => match next {
-                Some(Ok(message)) => print_message(&message),
-                Some(Err(error)) => return ended_by(error),
-                None => {
-                    let reason = client.close_info().map_or(CloseReason::Abnormal, |info| info.reason);
-                    return End::Closed(reason);
+            event = runner.next() => {
+                let Some(event) = event else {
+                    return session.last.unwrap_or(Status::Ok);
+                };
+                if let Some(status) = session.on_event(event, &url, &script_sent) {
+                    return status;
                 }
-            },
-            line = next_line(&mut input.lines), if input.lines.is_some() => match line {
-                Some(line) => {
-                    if let Err(error) = client.send(Message::text(line)).await {
-                        if error.kind() != ErrorKind::ConnectionClosed {
-                            return End::Failed(error);
-                        }
-                        // Closing or closed: the next recv says how it ended.
-                    }
-                }
-                None => {
-                    input.lines = None;
-                    match wait {
-                        Some(wait) => deadline = Some(Instant::now() + wait),
-                        None => close_now = input.interactive,
-                    }
-                }
-            },
-            () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                close_now = true;
             }
-            _ = interrupted.wait_for(|&stop| stop) => close_now = true,
+            Some(generation) = scripts.recv() => {
+                if generation == session.generation && session.sender.is_some() {
+                    session.input_finished();
+                }
+            }
+            Some(()) = input_done_rx.recv(), if !session.input_done => {
+                session.input_done = true;
+                if session.sender.is_some() {
+                    session.input_finished();
+                }
+            }
+            () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                session.deadline = None;
+                session.stop(&stop);
+            }
+            _ = interrupted.wait_for(|&stop| stop), if session.stopping.is_none() => {
+                session.stop(&stop);
+            }
         }
     }
-    match client.close(Some(CloseFrame::normal())).await {
-        Ok(()) => match client.close_info() {
-            Some(info) if info.initiated_by == Side::Remote => End::Closed(info.reason),
-            _ => End::Done,
-        },
-        Err(error) => ended_by(error),
+}
+
+impl Session<'_> {
+    /// Handles one runner event; `Some` once the run is over, with its exit status.
+    fn on_event(
+        &mut self,
+        event: Event,
+        url: &str,
+        script_sent: &mpsc::UnboundedSender<u64>,
+    ) -> Option<Status> {
+        let abnormal = match &event {
+            Event::Error(error) | Event::Stopped(Some(error)) => error.is_abnormal_closure(),
+            _ => false,
+        };
+        if let Some(close) = self.pending_close.take() {
+            print_close(close, abnormal);
+        }
+        match event {
+            Event::Open { sender, response } => {
+                let protocol = response
+                    .protocol
+                    .as_ref()
+                    .map(|protocol| format!(" (subprotocol {protocol})"))
+                    .unwrap_or_default();
+                let keys = if self.interactive {
+                    ": type a line to send it; Ctrl-D or Ctrl-C closes"
+                } else {
+                    ""
+                };
+                eprintln!("connected to {url}{protocol}{keys}");
+                self.generation = self.generation.wrapping_add(1);
+                self.sender = Some(sender.clone());
+                if !self.args.execute.is_empty() {
+                    tokio::spawn(send_script(
+                        sender.clone(),
+                        self.args.execute.clone(),
+                        self.generation,
+                        script_sent.clone(),
+                    ));
+                } else if self.input_done {
+                    // Standard input ended on an earlier connection.
+                    self.input_finished();
+                }
+                self.writer_slot.send_replace(Some(sender));
+            }
+            Event::Message(message) => print_message(&message),
+            Event::Close {
+                code,
+                reason,
+                initiated_by,
+            } => {
+                self.sender = None;
+                self.deadline = None;
+                self.writer_slot.send_replace(None);
+                self.pending_close = Some(PendingClose {
+                    code,
+                    reason,
+                    initiated_by,
+                });
+            }
+            Event::Error(error) => {
+                self.last = Some(Status::of_error(&error));
+                if !abnormal && error.close_info().is_none() {
+                    report_error(&error);
+                }
+            }
+            Event::Reconnecting { attempt, delay } => {
+                self.reconnects = attempt;
+                eprintln!(
+                    "reconnecting in {:.1} s (attempt {attempt})",
+                    delay.as_secs_f64()
+                );
+            }
+            Event::Stopped(None) => {
+                return Some(match self.stopping {
+                    // We closed an open connection: the script or the input is done.
+                    Some(true) | None => Status::Ok,
+                    // Stopped while connecting or waiting to reconnect.
+                    Some(false) => self.last.unwrap_or(Status::Interrupted),
+                });
+            }
+            Event::Stopped(Some(error)) => {
+                let status = Status::of_error(&error);
+                if !abnormal && error.close_info().is_none() {
+                    report_error(&error);
+                }
+                if self.args.reconnect && status == Status::Retryable && self.reconnects > 0 {
+                    eprintln!("giving up after {} reconnect attempts", self.reconnects);
+                }
+                return Some(status);
+            }
+            _ => {}
+        }
+        None
+    }
+
+    /// The script was sent or standard input ended: wait for replies, or close at once.
+    fn input_finished(&mut self) {
+        let wait = match (self.args.wait, self.args.execute.is_empty()) {
+            (Some(wait), _) => Some(wait),
+            (None, false) => Some(DEFAULT_SCRIPT_WAIT),
+            (None, true) if self.interactive => Some(Duration::ZERO),
+            // Piped input without -w: until the server closes.
+            (None, true) => None,
+        };
+        if let Some(wait) = wait {
+            self.deadline = Some(Instant::now() + wait);
+        }
+    }
+
+    fn stop(&mut self, stop: &tether::client::StopHandle) {
+        self.stopping = Some(self.sender.is_some());
+        stop.stop();
     }
 }
 
-async fn next_line(lines: &mut Option<mpsc::UnboundedReceiver<String>>) -> Option<String> {
-    match lines {
-        Some(lines) => lines.recv().await,
-        None => std::future::pending().await,
+/// Sends the `-x` messages on one connection, then says so.
+async fn send_script(
+    sender: ClientSender,
+    script: Vec<String>,
+    generation: u64,
+    sent: mpsc::UnboundedSender<u64>,
+) {
+    for text in script {
+        if sender.send(Message::text(text)).await.is_err() {
+            return; // The connection is ending; the runner reports how.
+        }
     }
+    let _ = sent.send(generation);
 }
 
-/// A receive error: a dropped connection is a close (1006); anything else is a failure.
-fn ended_by(error: Error) -> End {
-    if let Some(info) = error.close_info() {
-        return End::Closed(info.reason.clone());
+/// Reads standard input on a thread of its own (a blocking read would otherwise hold the
+/// runtime open at exit), one message per line.
+fn read_stdin() -> mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(mut line) = line else { break };
+            if line.ends_with('\r') {
+                line.pop();
+            }
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Sends each line of standard input on the open connection (waiting for one while
+/// reconnecting), apart from the main loop so that receiving goes on while a send waits;
+/// says when every line has been sent.
+async fn write_stdin(
+    mut lines: mpsc::UnboundedReceiver<String>,
+    mut slot: watch::Receiver<Option<ClientSender>>,
+    done: mpsc::UnboundedSender<()>,
+) {
+    while let Some(line) = lines.recv().await {
+        let Ok(sender) = slot
+            .wait_for(Option::is_some)
+            .await
+            .map(|open| open.clone())
+        else {
+            return;
+        };
+        let Some(sender) = sender else { return };
+        if let Err(error) = sender.send(Message::text(line)).await {
+            if let Some(text) = error.into_message().as_ref().and_then(Message::as_text) {
+                eprintln!("not sent (the connection is closing): {text}");
+            }
+        }
     }
-    if error.is_abnormal_closure() {
-        return End::Closed(CloseReason::Abnormal);
+    let _ = done.send(());
+}
+
+fn print_close(close: PendingClose, abnormal: bool) {
+    let code = close.code.unwrap_or(if abnormal { 1006 } else { 1005 });
+    match close.reason.as_str() {
+        "" => println!("closed: {code} {}", close_name(code)),
+        text => println!("closed: {code} {}: {text}", close_name(code)),
     }
-    End::Failed(error)
+    if close.initiated_by == Side::Remote || code == 1006 {
+        if let Some(hint) = close_hint(code) {
+            eprintln!("hint: {hint}");
+        }
+    }
 }
 
 fn print_message(message: &Message) {
@@ -438,35 +521,19 @@ fn print_message(message: &Message) {
     }
 }
 
-/// Prints how a connection ended: the close line on standard output, a failure and its hint
-/// on standard error.
-fn report(end: &End) {
-    match end {
-        End::Done => println!("closed: 1000 {}", close_name(1000)),
-        End::Closed(reason) => {
-            let code = reason.display_code();
-            match reason.reason() {
-                "" => println!("closed: {code} {}", close_name(code)),
-                text => println!("closed: {code} {}: {text}", close_name(code)),
-            }
-            if let Some(hint) = close_hint(code) {
-                eprintln!("hint: {hint}");
-            }
-        }
-        End::Failed(error) => {
-            eprintln!("error ({:?}): {error}", error.kind());
-            eprintln!("hint: {}", error_hint(error));
-            if let Some(refused) = error.bad_status() {
-                if !refused.body.is_empty() {
-                    let body = refused.body.get(..BODY_SHOWN).unwrap_or(&refused.body);
-                    let more = if refused.body.len() > BODY_SHOWN {
-                        "…"
-                    } else {
-                        ""
-                    };
-                    eprintln!("body: {}{more}", String::from_utf8_lossy(body).trim_end());
-                }
-            }
+/// Prints a failure on standard error: the error, a hint, and a refused handshake's body.
+fn report_error(error: &Error) {
+    eprintln!("error ({:?}): {error}", error.kind());
+    eprintln!("hint: {}", error_hint(error));
+    if let Some(refused) = error.bad_status() {
+        if !refused.body.is_empty() {
+            let body = refused.body.get(..BODY_SHOWN).unwrap_or(&refused.body);
+            let more = if refused.body.len() > BODY_SHOWN {
+                "…"
+            } else {
+                ""
+            };
+            eprintln!("body: {}{more}", String::from_utf8_lossy(body).trim_end());
         }
     }
 }
@@ -519,8 +586,9 @@ fn error_hint(error: &Error) -> String {
             Some(refused) => status_hint(refused.status, error.retry_after(), &refused.headers),
             None => "the server refused the upgrade".to_owned(),
         },
-        ErrorKind::Tls => "the TLS handshake failed (untrusted or mismatched certificate?); \
-             --insecure skips the check, for testing only"
+        ErrorKind::Tls => "the TLS handshake failed: an untrusted or mismatched certificate, or a \
+             port that does not speak TLS (ws:// instead?); --insecure skips the certificate \
+             check, for testing only"
             .to_owned(),
         ErrorKind::Proxy => match error.proxy_code() {
             Some(407) => "the proxy requires credentials: put them in the proxy URL, \
@@ -539,9 +607,18 @@ fn error_hint(error: &Error) -> String {
             "the host name did not resolve: check the host in the URL".to_owned()
         }
         ErrorKind::Address => "check the URL: ws://host:port/path or wss://host/path".to_owned(),
-        ErrorKind::Io => "the connection could not be made or broke: check the host and port, \
-             and that the server is running"
-            .to_owned(),
+        ErrorKind::Io => match io_error_kind(error) {
+            Some(std::io::ErrorKind::ConnectionRefused) => {
+                "nothing accepted the connection: check the host and port, and that the server \
+                 is running"
+            }
+            Some(std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe) => {
+                "the connection was reset: the server or something on the way dropped it; \
+                 retry later (--reconnect does)"
+            }
+            _ => "the connection failed: check the host and port, and the network",
+        }
+        .to_owned(),
         ErrorKind::Timeout => timeout_hint(error.timeout_phase()).to_owned(),
         ErrorKind::Protocol => {
             "the server broke the WebSocket protocol (or is not a WebSocket server)".to_owned()
@@ -554,6 +631,18 @@ fn error_hint(error: &Error) -> String {
         }
         _ => "see the error above".to_owned(),
     }
+}
+
+/// The kind of the I/O error under `error`, if any.
+fn io_error_kind(error: &Error) -> Option<std::io::ErrorKind> {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        source = cause.source();
+    }
+    None
 }
 
 fn status_hint(status: u16, retry_after: Option<Duration>, headers: &[(String, String)]) -> String {
@@ -612,23 +701,6 @@ fn timeout_hint(phase: Option<TimeoutPhase>) -> &'static str {
     }
 }
 
-/// The delay before retry number `retry` (1, 2, ...): exponential with "equal jitter" (half
-/// fixed, half random), capped, and never shorter than the server's hint.
-fn backoff(retry: u32, hint: Option<Duration>) -> Duration {
-    let exponent = retry.saturating_sub(1).min(16);
-    let full = BACKOFF_BASE
-        .saturating_mul(1u32 << exponent)
-        .min(BACKOFF_MAX);
-    let jittered = full.mul_f64(0.5 + 0.5 * random_fraction());
-    hint.map_or(jittered, |hint| jittered.max(hint))
-}
-
-/// A random number in [0, 1): std's randomly keyed hasher is enough for jitter.
-fn random_fraction() -> f64 {
-    let bits = RandomState::new().build_hasher().finish() >> 11;
-    bits as f64 / (1u64 << 53) as f64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -641,18 +713,6 @@ mod tests {
         assert_eq!(close_name(4001), "not found");
         assert_eq!(close_name(4100), "application code");
         assert_eq!(close_name(3000), "application code");
-    }
-
-    #[test]
-    fn backoff_grows_caps_and_honours_the_hint() {
-        for _ in 0..100 {
-            let first = backoff(1, None);
-            assert!(first >= BACKOFF_BASE / 2 && first <= BACKOFF_BASE, "{first:?}");
-            let late = backoff(40, None);
-            assert!(late >= BACKOFF_MAX / 2 && late <= BACKOFF_MAX, "{late:?}");
-        }
-        let hinted = backoff(1, Some(Duration::from_secs(7)));
-        assert_eq!(hinted, Duration::from_secs(7));
     }
 
     #[test]
@@ -671,12 +731,10 @@ mod tests {
     #[test]
     fn endings_map_to_exit_statuses() {
         let closed = |code| {
-            End::Closed(CloseReason::Frame(CloseFrame::new(
+            Status::of_close(&CloseReason::Frame(tether::CloseFrame::new(
                 tether::CloseCode::new(code).unwrap_or(tether::CloseCode::NORMAL),
                 "",
             )))
-            .judge()
-            .0
         };
         assert_eq!(closed(1000), Status::Ok);
         assert_eq!(closed(1001), Status::Ok);
@@ -684,10 +742,7 @@ mod tests {
         assert_eq!(closed(1008), Status::Terminal);
         assert_eq!(closed(1011), Status::Retryable);
         assert_eq!(closed(4005), Status::Retryable);
-        assert_eq!(
-            End::Closed(CloseReason::Abnormal).judge().0,
-            Status::Retryable
-        );
-        assert_eq!(End::Done.judge(), (Status::Ok, None));
+        assert_eq!(Status::of_close(&CloseReason::Abnormal), Status::Retryable);
+        assert_eq!(Status::of_close(&CloseReason::NoStatus), Status::Retryable);
     }
 }

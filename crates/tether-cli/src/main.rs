@@ -40,9 +40,10 @@ fn parse_listen(text: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("expected an address like 127.0.0.1:9001, found {text:?}"))
 }
 
-fn init_logging() {
+/// Logs to stderr, filtered by `TETHER_LOG`, else at `default` (e.g. `info`).
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TETHER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -51,7 +52,11 @@ fn init_logging() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // `connect` says itself what happens; the library's own warnings would repeat it.
+    init_logging(match cli.command {
+        Command::Connect(_) => "error",
+        _ => "info",
+    });
     let result = match cli.command {
         Command::Echo(args) => echo::run(&args),
         Command::AutobahnClient(args) => autobahn::run(&args),

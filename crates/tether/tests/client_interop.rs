@@ -325,7 +325,11 @@ async fn refused_handshakes_keep_status_headers_and_body(kind: PeerKind) {
             ("/no/such/route", 404),
         ] {
             let error = builder().connect(&peer.url(path)).await.unwrap_err();
-            assert_eq!(error.kind(), ErrorKind::BadStatus, "{kind:?} {path}: {error}");
+            assert_eq!(
+                error.kind(),
+                ErrorKind::BadStatus,
+                "{kind:?} {path}: {error}"
+            );
             assert_eq!(error.is_retryable(), status >= 500, "{kind:?} {path}");
             let refused = error.bad_status().unwrap();
             assert_eq!(refused.status, status, "{kind:?} {path}");
@@ -348,6 +352,78 @@ async fn refused_handshakes_keep_status_headers_and_body(kind: PeerKind) {
                 "{kind:?} {path}"
             );
         }
+    })
+    .await;
+}
+
+async fn reassembles_fragmented_messages(kind: PeerKind) {
+    let peer = Peer::start(kind);
+    within(async {
+        let (mut client, _) = builder().connect(&peer.url("/fragments")).await.unwrap();
+        assert_eq!(next(&mut client).await.as_text(), Some("fragmented text"));
+        let binary = next(&mut client).await;
+        assert!(!binary.is_text(), "{kind:?}");
+        assert_eq!(&binary.payload()[..], [0, 1, 2, 3, 4], "{kind:?}");
+        client.close(Some(CloseFrame::normal())).await.unwrap();
+    })
+    .await;
+}
+
+async fn answers_the_peers_ping(kind: PeerKind) {
+    let peer = Peer::start(kind);
+    within(async {
+        let (mut client, _) = builder().connect(&peer.url("/ping")).await.unwrap();
+        assert_eq!(next(&mut client).await.as_text(), Some("pong: tether?"));
+        client.close(Some(CloseFrame::normal())).await.unwrap();
+    })
+    .await;
+}
+
+async fn a_message_over_the_clients_limit_is_closed_with_1009(kind: PeerKind) {
+    let peer = Peer::start(kind);
+    within(async {
+        let (mut client, _) = builder()
+            .max_message_size(1024)
+            .connect(&peer.url("/echo"))
+            .await
+            .unwrap();
+        client.send(Message::text("z".repeat(2_000))).await.unwrap();
+        let error = client.recv().await.unwrap().unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::Payload, "{kind:?}: {error}");
+        assert!(client.recv().await.is_none(), "{kind:?}");
+        let info = client.close_info().unwrap();
+        assert_eq!(info.initiated_by, Side::Local, "{kind:?}");
+        assert_eq!(info.reason.display_code(), 1009, "{kind:?}: {info:?}");
+    })
+    .await;
+}
+
+/// A refusal in the chunked transfer coding, on a connection the server keeps alive: what
+/// Node's http module (and Express, Fastify... on it) sends for `res.end(json)`.
+async fn a_chunked_refusal_keeps_its_decoded_body(kind: PeerKind) {
+    let peer = Peer::start(kind);
+    within(async {
+        let started = std::time::Instant::now();
+        let error = builder()
+            .handshake_timeout(Duration::from_secs(5))
+            .connect(&peer.url("/reject-chunked/401"))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::BadStatus, "{kind:?}: {error}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{kind:?}: the refusal took {:?}",
+            started.elapsed()
+        );
+        let refused = error.bad_status().unwrap();
+        assert_eq!(refused.status, 401);
+        let body: serde_json::Value = serde_json::from_slice(&refused.body).unwrap_or_else(|e| {
+            panic!(
+                "{kind:?}: {e}: {:?}",
+                String::from_utf8_lossy(&refused.body)
+            )
+        });
+        assert_eq!(body, serde_json::json!({ "error": "rejected with 401" }));
     })
     .await;
 }
@@ -376,6 +452,26 @@ macro_rules! against {
             #[tokio::test]
             async fn a_message_over_the_peers_limit_is_closed_with_1009() {
                 super::a_message_over_the_peers_limit_is_closed_with_1009($kind).await;
+            }
+
+            #[tokio::test]
+            async fn reassembles_fragmented_messages() {
+                super::reassembles_fragmented_messages($kind).await;
+            }
+
+            #[tokio::test]
+            async fn answers_the_peers_ping() {
+                super::answers_the_peers_ping($kind).await;
+            }
+
+            #[tokio::test]
+            async fn a_message_over_the_clients_limit_is_closed_with_1009() {
+                super::a_message_over_the_clients_limit_is_closed_with_1009($kind).await;
+            }
+
+            #[tokio::test]
+            async fn a_chunked_refusal_keeps_its_decoded_body() {
+                super::a_chunked_refusal_keeps_its_decoded_body($kind).await;
             }
 
             #[tokio::test]
