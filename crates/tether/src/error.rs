@@ -100,7 +100,8 @@ enum Repr {
     Rejected(u16),
     Closed(Option<Message>),
     Disconnected(CloseInfo),
-    AbnormalClosure,
+    /// The transport ended without a close frame; with the reset that ended it, if any.
+    AbnormalClosure(Option<io::Error>),
     Timeout(TimeoutPhase),
     Address(String, Option<io::Error>),
     BadStatus(BadStatus),
@@ -155,7 +156,19 @@ impl Error {
     }
 
     pub(crate) fn abnormal_closure() -> Self {
-        Self::new(Repr::AbnormalClosure)
+        Self::new(Repr::AbnormalClosure(None))
+    }
+
+    /// A read failed in a way that means the peer is gone (reset, aborted, broken pipe):
+    /// an abnormal closure, with the I/O error as its source. Other I/O errors stay `Io`.
+    pub(crate) fn from_read(error: io::Error) -> Self {
+        match error.kind() {
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof => Self::new(Repr::AbnormalClosure(Some(error))),
+            _ => Self::io(error),
+        }
     }
 
     pub(crate) fn timeout(phase: TimeoutPhase) -> Self {
@@ -204,7 +217,7 @@ impl Error {
             },
             Repr::Handshake(_) => ErrorKind::Protocol,
             Repr::Rejected(_) => ErrorKind::Rejected,
-            Repr::Closed(_) | Repr::Disconnected(_) | Repr::AbnormalClosure => {
+            Repr::Closed(_) | Repr::Disconnected(_) | Repr::AbnormalClosure(_) => {
                 ErrorKind::ConnectionClosed
             }
             Repr::Timeout(_) => ErrorKind::Timeout,
@@ -231,7 +244,7 @@ impl Error {
         let advice = |ending| retry_advice(ending, &Registry::default(), None) != Advice::Stop;
         match &*self.inner {
             Repr::Protocol(_) | Repr::Handshake(_) | Repr::Rejected(_) | Repr::Tls(..) => false,
-            Repr::Closed(_) | Repr::AbnormalClosure | Repr::Timeout(_) | Repr::Io(_) => true,
+            Repr::Closed(_) | Repr::AbnormalClosure(_) | Repr::Timeout(_) | Repr::Io(_) => true,
             Repr::Disconnected(info) => advice(match &info.reason {
                 CloseReason::Frame(frame) => Ending::Closed(frame.code),
                 CloseReason::NoStatus => Ending::NoStatus,
@@ -321,7 +334,7 @@ impl Error {
     /// Whether the connection ended without a close frame (close code 1006 as a state).
     pub fn is_abnormal_closure(&self) -> bool {
         match &*self.inner {
-            Repr::AbnormalClosure => true,
+            Repr::AbnormalClosure(_) => true,
             Repr::Disconnected(info) => info.reason == CloseReason::Abnormal,
             _ => false,
         }
@@ -390,8 +403,12 @@ impl fmt::Display for Error {
                     ),
                 }
             }
-            Repr::AbnormalClosure => f.write_str(
+            Repr::AbnormalClosure(None) => f.write_str(
                 "connection closed abnormally: the transport ended without a close frame",
+            ),
+            Repr::AbnormalClosure(Some(error)) => write!(
+                f,
+                "connection closed abnormally: the transport failed without a close frame ({error})"
             ),
             Repr::Timeout(phase) => write!(f, "{phase} timed out"),
             Repr::Address(detail, _) => write!(f, "bad address: {detail}"),
@@ -413,6 +430,7 @@ impl std::error::Error for Error {
             Repr::Protocol(error) => Some(error),
             Repr::Handshake(error) => Some(error),
             Repr::Address(_, Some(error))
+            | Repr::AbnormalClosure(Some(error))
             | Repr::Io(error)
             | Repr::Tls(_, Some(error))
             | Repr::Proxy(ProxyFailure {

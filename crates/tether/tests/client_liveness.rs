@@ -186,3 +186,37 @@ async fn many_tasks_share_one_sender_while_one_receives() {
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::ConnectionClosed);
 }
+
+#[tokio::test]
+async fn a_peer_that_resets_mid_message_is_an_abnormal_closure() {
+    let (url, peer) = silent_peer().await;
+    let (mut client, _) = Client::builder()
+        .ping_interval(None)
+        .no_proxy()
+        .connect(&url)
+        .await
+        .unwrap();
+    let mut stream = peer.await.unwrap();
+    // A binary frame announcing 256 bytes, of which only 10 arrive; then a reset (RST).
+    stream.write_all(&[0x82, 126, 0x01, 0x00]).await.unwrap();
+    stream.write_all(&[0u8; 10]).await.unwrap();
+    stream.set_zero_linger().unwrap();
+    drop(stream);
+    let error = tokio::time::timeout(Duration::from_secs(5), client.recv())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::ConnectionClosed, "{error}");
+    assert!(error.is_abnormal_closure(), "{error}");
+    assert!(error.is_retryable());
+    assert!(
+        error
+            .to_string()
+            .starts_with("connection closed abnormally"),
+        "{error}"
+    );
+    let info = client.close_info().unwrap();
+    assert_eq!(info.reason.display_code(), 1006);
+    assert!(client.recv().await.is_none());
+}

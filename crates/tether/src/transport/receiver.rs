@@ -166,7 +166,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Receiver<S> {
                             self.set_close_info(Side::Remote, CloseReason::Abnormal);
                             self.shared.proto().terminated = true;
                             self.done = true;
-                            return Poll::Ready(Some(Err(Error::io(error))));
+                            return Poll::Ready(Some(Err(Error::from_read(error))));
                         }
                     }
                 }
