@@ -11,13 +11,18 @@
 //!   limits and graceful shutdown.
 //! - [`WebSocket`] is an open connection: `recv`, `send`, `close`, or `split` into a
 //!   [`Receiver`] and a cloneable [`Sender`].
-//! - [`server::accept`] opens a bare connection on the server side, [`client::connect`] on
-//!   the client side.
+//! - [`client::connect`] and [`client::Client::builder`] open a client connection (`ws://`,
+//!   `wss://` with rustls, through HTTP or SOCKS5 proxies) with the heartbeat and timeouts
+//!   built in; [`client::Runner`] keeps one alive across failures; `blocking` (feature
+//!   `blocking`) is the same for threads.
+//! - [`server::accept`] opens a bare connection on the server side.
 //! - [`codes`] is the error-code registry and the retry advice shared by servers and
 //!   clients; [`error_message::ErrorMessage`] is the structured error message format.
 //! - [`Error`] is one opaque error with a [`kind`](Error::kind) for every failure.
 //!
 #![doc = include_str!("../docs/error-handling.md")]
+//!
+#![doc = include_str!("../docs/client-guide.md")]
 
 #[cfg(feature = "blocking")]
 pub mod blocking;
