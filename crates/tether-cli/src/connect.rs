@@ -62,7 +62,7 @@ pub(crate) struct ConnectArgs {
     /// Sends this Origin header.
     #[arg(short = 'o', long)]
     origin: Option<String>,
-    /// Connects through this proxy: http://[user:pass@]host:port or socks5://... (default:
+    /// Connects through this proxy: `http://[user:pass@]host:port` or `socks5://...` (default:
     /// HTTPS_PROXY / HTTP_PROXY / ALL_PROXY unless NO_PROXY matches).
     #[arg(long, value_name = "URL")]
     proxy: Option<String>,
