@@ -488,3 +488,53 @@ async fn half_the_connections_panic_and_the_other_half_are_all_served() {
     }
     assert_eq!(served, CONNECTIONS);
 }
+
+#[tokio::test]
+async fn plain_http_requests_get_their_route_a_404_or_a_426() {
+    let server = Server::with_state(AppState { greeting: "ok" })
+        .route("/ws", echo)
+        .http_route(
+            "/healthz",
+            |request: &tether::server::HttpRequest, state: &AppState| {
+                let body = format!(
+                    "{} {}",
+                    state.greeting,
+                    request.query("verbose").unwrap_or_default()
+                );
+                tether::server::HttpResponse::ok("text/plain", body)
+                    .with_header("Cache-Control", "no-store")
+            },
+        )
+        .build()
+        .unwrap();
+    let running = start(server).await;
+    let address = running.url.trim_start_matches("ws://").to_owned();
+    let get = |target: &'static str| {
+        let address = address.clone();
+        async move {
+            let mut stream = TcpStream::connect(address).await.unwrap();
+            let request = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut response = Vec::new();
+            stream.read_to_end(&mut response).await.unwrap();
+            String::from_utf8(response).unwrap()
+        }
+    };
+    let health = get("/healthz?verbose=yes").await;
+    assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");
+    assert!(health.contains("Cache-Control: no-store\r\n"), "{health}");
+    assert!(health.ends_with("\r\n\r\nok yes"), "{health}");
+    let missing = get("/nowhere").await;
+    assert!(missing.starts_with("HTTP/1.1 404 "), "{missing}");
+    assert!(
+        missing
+            .contains(r#"{"type":"error","data":{"code":4001,"message":"Nothing at this path"}"#),
+        "{missing}"
+    );
+    let not_upgraded = get("/ws").await;
+    assert!(not_upgraded.starts_with("HTTP/1.1 426 "), "{not_upgraded}");
+    // The WebSocket route still upgrades.
+    let (mut client, _) = connect(&format!("{}/ws", running.url)).await.unwrap();
+    client.send(Message::text("x")).await.unwrap();
+    assert_eq!(client.recv().await.unwrap().unwrap().as_text(), Some("x"));
+}

@@ -10,6 +10,7 @@ use tether_proto::handshake::{
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::http::{HttpRequest, HttpResponse};
 use crate::codes::ErrorCode;
 use crate::error::{Error, TimeoutPhase};
 use crate::error_message::ErrorMessage;
@@ -188,23 +189,53 @@ where
 {
     // The handshake's state (buffers, timer, parsed request) lives in its own allocation for
     // the handshake only, so a connection's task does not carry its size for its whole life.
-    Box::pin(handshake(stream, config, decide)).await
+    Box::pin(handshake(stream, config, decide, |_| None)).await
 }
 
-async fn handshake<S, F>(
-    mut stream: S,
+/// As [`accept_with`], and a request that is not a WebSocket upgrade is offered to `http`
+/// first: its response is sent (and the result is a [`Rejected`](crate::ErrorKind::Rejected)
+/// error with that status); `None` falls back to the upgrade error's own response.
+pub(crate) async fn accept_or_http<S, F, H>(
+    stream: S,
     config: &ServerConfig,
     decide: F,
+    http: H,
 ) -> Result<(WebSocket<S>, Request), Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: FnOnce(&Request) -> Result<Accept, Reject>,
+    H: FnOnce(&HttpRequest) -> Option<HttpResponse>,
+{
+    Box::pin(handshake(stream, config, decide, http)).await
+}
+
+async fn handshake<S, F, H>(
+    mut stream: S,
+    config: &ServerConfig,
+    decide: F,
+    http: H,
+) -> Result<(WebSocket<S>, Request), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: FnOnce(&Request) -> Result<Accept, Reject>,
+    H: FnOnce(&HttpRequest) -> Option<HttpResponse>,
 {
     let read = read_request(&mut stream, &config.handshake);
     let (request, leftover) = match tokio::time::timeout(config.handshake_timeout, read).await {
         Err(_) => return Err(Error::timeout(TimeoutPhase::Handshake)),
         Ok(Err(ReadError::Io(error))) => return Err(error),
-        Ok(Err(ReadError::Invalid(error))) => {
+        Ok(Err(ReadError::Invalid(error, head))) => {
+            let plain = HttpRequest::parse(&head, &config.handshake);
+            if let Some(response) = plain.as_ref().and_then(http) {
+                let bytes = reject_response(
+                    response.status,
+                    &header_refs(&response.headers),
+                    response.content_type.as_deref(),
+                    &response.body,
+                );
+                respond_and_close(&mut stream, &bytes).await;
+                return Err(Error::rejected(response.status));
+            }
             let mut reject = Reject::error(error.http_status(), error.to_string());
             for (name, value) in error.response_headers() {
                 reject = reject.with_header(*name, *value);
@@ -240,7 +271,8 @@ fn header_refs(headers: &[(String, String)]) -> Vec<(&str, &str)> {
 
 enum ReadError {
     Io(Error),
-    Invalid(HandshakeError),
+    /// Not an acceptable upgrade; with the bytes read, for a plain HTTP answer.
+    Invalid(HandshakeError, BytesMut),
 }
 
 /// Reads until a complete request head; returns it and the bytes that followed it.
@@ -266,7 +298,7 @@ async fn read_request<S: AsyncRead + Unpin>(
                 return Ok((request, buf));
             }
             Ok(None) => {}
-            Err(error) => return Err(ReadError::Invalid(error)),
+            Err(error) => return Err(ReadError::Invalid(error, buf)),
         }
     }
 }

@@ -9,6 +9,7 @@ use tether_proto::Message;
 
 use super::app_error::{ErrorAction, ErrorHandlers};
 use super::extract::{ErasedHandler, Handler, HandlerBox, RequestContext};
+use super::http::{HttpRequest, HttpResponse};
 use super::limits::{ConnectionCaps, RateLimit};
 use super::router::{PatternError, Routes};
 use super::{Reject, ServerConfig};
@@ -130,6 +131,9 @@ impl<S: 'static> Route<S> {
     }
 }
 
+/// A plain HTTP route's handler.
+pub(crate) type HttpHandler<S> = Arc<dyn Fn(&HttpRequest, &S) -> HttpResponse + Send + Sync>;
+
 /// Finds the request id of a client message, for error messages about it.
 pub(crate) type RequestIdFn = Arc<dyn Fn(&Message) -> Option<String> + Send + Sync>;
 
@@ -188,6 +192,7 @@ impl std::error::Error for BuildError {
 pub(crate) struct ServerParts<S> {
     pub(crate) state: S,
     pub(crate) routes: Routes<Route<S>>,
+    pub(crate) http_routes: Routes<HttpHandler<S>>,
     pub(crate) settings: Arc<Settings>,
     pub(crate) config: ServerConfig,
     pub(crate) caps: Arc<ConnectionCaps>,
@@ -199,6 +204,7 @@ pub(crate) struct ServerParts<S> {
 pub struct ServerBuilder<S> {
     state: S,
     routes: Routes<Route<S>>,
+    http_routes: Routes<HttpHandler<S>>,
     error: Option<BuildError>,
     ping_interval: Option<Duration>,
     ping_timeout: Duration,
@@ -230,6 +236,7 @@ impl<S: Clone + Send + Sync + 'static> ServerBuilder<S> {
         Self {
             state,
             routes: Routes::default(),
+            http_routes: Routes::default(),
             error: None,
             ping_interval: Some(Duration::from_secs(20)),
             ping_timeout: Duration::from_secs(20),
@@ -258,6 +265,19 @@ impl<S: Clone + Send + Sync + 'static> ServerBuilder<S> {
     /// Serves `pattern` with a [`Route`] (guards, caught close codes, subprotocols).
     pub fn route_with(mut self, pattern: &str, route: Route<S>) -> Self {
         if let Err(error) = self.routes.add(pattern, route) {
+            self.error.get_or_insert(BuildError::Pattern(error));
+        }
+        self
+    }
+
+    /// Answers plain HTTP requests (not upgrades) to `pattern` with `handler`: a page, a
+    /// health check, metrics. Requests to a WebSocket route without an upgrade still get 426;
+    /// requests to no route at all get 404 with the JSON error body.
+    pub fn http_route<F>(mut self, pattern: &str, handler: F) -> Self
+    where
+        F: Fn(&HttpRequest, &S) -> HttpResponse + Send + Sync + 'static,
+    {
+        if let Err(error) = self.http_routes.add(pattern, Arc::new(handler)) {
             self.error.get_or_insert(BuildError::Pattern(error));
         }
         self
@@ -396,6 +416,7 @@ impl<S: Clone + Send + Sync + 'static> ServerBuilder<S> {
         Ok(super::Server::from_parts(ServerParts {
             state: self.state,
             routes: self.routes,
+            http_routes: self.http_routes,
             settings: Arc::new(settings),
             config: self.config,
             caps: Arc::new(ConnectionCaps::new(

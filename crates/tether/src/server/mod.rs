@@ -16,6 +16,7 @@ mod app_error;
 mod builder;
 mod close_error;
 mod extract;
+mod http;
 mod limits;
 mod router;
 mod serve;
@@ -28,6 +29,7 @@ pub use close_error::CloseError;
 pub use extract::{
     FromRequest, Handler, Headers, Path, Peer, PreparedHandler, Query, RequestContext, State,
 };
+pub use http::{HttpRequest, HttpResponse};
 pub use limits::RateLimit;
 pub use router::{PathParams, Pattern, PatternError, Routes, parse_query};
 pub use serve::Server;

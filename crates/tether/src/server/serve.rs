@@ -26,12 +26,14 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use tracing::Instrument;
 
+use super::accept::accept_or_http;
 use super::app_error::{BoxError, Outcome, error_chain};
 use super::builder::{CaughtCloseCodes, ServerBuilder, ServerParts};
 use super::extract::{PreparedHandler, RequestContext};
+use super::http::{HttpRequest, HttpResponse};
 use super::limits::RateLimit;
 use super::socket::{ConnContext, INTERNAL_REASON, Socket, SocketSender, log_internal};
-use super::{Accept, Reject, accept_tcp};
+use super::{Accept, Reject};
 use crate::error::{Error, ErrorKind};
 use crate::transport::Sender;
 
@@ -282,25 +284,32 @@ async fn connection<S: Clone + Send + Sync + 'static>(
     let parts = &inner.parts;
     let permit = parts.caps.acquire(peer.ip());
     let mut chosen = None;
-    let accepted = accept_tcp(stream, &parts.config, |request| {
-        if let Err(reject) = &permit {
-            return Err(reject.clone());
-        }
-        // A guard or extractor is application code: its panic is a 500, not a lost task.
-        let decided = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            decide(parts, request, peer, id, &mut chosen)
-        }));
-        decided.unwrap_or_else(|panic| {
-            tracing::error!(
-                connection = id,
-                %peer,
-                path = request.path(),
-                error = %format!("panic: {}", panic_message(&*panic)),
-                "a guard or extractor panicked; answering 500"
-            );
-            Err(Reject::error(500, "Internal server error"))
-        })
-    })
+    let _ = stream.set_nodelay(true);
+    let http = |request: &HttpRequest| plain_http(parts, request);
+    let accepted = accept_or_http(
+        stream,
+        &parts.config,
+        |request| {
+            if let Err(reject) = &permit {
+                return Err(reject.clone());
+            }
+            // A guard or extractor is application code: its panic is a 500, not a lost task.
+            let decided = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                decide(parts, request, peer, id, &mut chosen)
+            }));
+            decided.unwrap_or_else(|panic| {
+                tracing::error!(
+                    connection = id,
+                    %peer,
+                    path = request.path(),
+                    error = %format!("panic: {}", panic_message(&*panic)),
+                    "a guard or extractor panicked; answering 500"
+                );
+                Err(Reject::error(500, "Internal server error"))
+            })
+        },
+        http,
+    )
     .await;
     let websocket = match accepted {
         Ok((websocket, _request)) => websocket,
@@ -392,8 +401,22 @@ fn decide<S>(
     })
 }
 
+/// The answer to a request that is not an upgrade: its HTTP route's, a 404 for a path no
+/// route serves, or `None` (the upgrade error's own answer, e.g. 426) for a WebSocket path.
+fn plain_http<S>(parts: &ServerParts<S>, request: &HttpRequest) -> Option<HttpResponse> {
+    let path = request.path();
+    if let Some((_, handler, _)) = parts.http_routes.find(path) {
+        return Some(handler(request, &parts.state));
+    }
+    if parts.routes.find(path).is_some() {
+        return None;
+    }
+    Some(Reject::error(404, "Nothing at this path").into())
+}
+
 fn log_handshake_failure(error: &Error) {
     match (error.kind(), error.rejected_status()) {
+        (_, Some(status)) if status < 400 => tracing::debug!(status, "served a plain HTTP request"),
         (_, Some(status)) if status == 503 || status == 429 => {
             tracing::warn!(status, "handshake refused: connection cap")
         }
