@@ -31,6 +31,7 @@ pub mod codes;
 mod error;
 pub mod error_message;
 mod heartbeat;
+pub mod hub;
 mod mask_keys;
 pub mod server;
 pub mod transport;

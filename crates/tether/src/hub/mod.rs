@@ -1,0 +1,577 @@
+//! Rooms and broadcast that cannot leak and never wait for a slow member.
+//!
+//! A connection registers as a [`Member`] and gets its [`Outbound`] queue (bounded); it
+//! [`join`](Hub::join)s rooms and holds the returned [`Membership`] guards. Dropping a guard
+//! leaves the room, and dropping the member leaves every room: whatever ends the connection
+//! (a return, an error, a panic), it is gone from the hub, like the reference's
+//! `try`/`finally`.
+//!
+//! [`Hub::broadcast`] clones one message (its payload is a shared `Bytes` buffer) into each
+//! member's queue with `try_send`: it never awaits. A full queue is a slow consumer, handled by
+//! the [`SlowConsumer`] policy (drop the message, or disconnect the member with
+//! [`SLOW_CONSUMER_CLOSE`] 1013 "try again later", which the retry advice treats as
+//! retryable); a closed queue is a dead member, removed. Each broadcast returns a
+//! [`BroadcastReport`].
+//!
+//! A [`Backplane`] carries broadcasts between server nodes: the hub publishes every local
+//! broadcast and subscribes to a room while it has local members. [`MemoryBus`] is the
+//! in-process implementation.
+
+mod backplane;
+mod stats;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+
+use tether_proto::{CloseCode, Message};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+pub use backplane::{Backplane, MemoryBackplane, MemoryBus, RemoteSink};
+pub use stats::{FANOUT_BUCKETS, FanoutHistogram, HubStats};
+
+use crate::server::SocketSender;
+
+/// The close code for a member disconnected as a slow consumer: 1013 "try again later"
+/// (retryable: the client should reconnect with backoff).
+pub const SLOW_CONSUMER_CLOSE: CloseCode = CloseCode::TRY_AGAIN_LATER;
+
+/// What to do when a member's outbound queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum SlowConsumer {
+    /// Drop the message for that member (counted), keep the member.
+    DropMessage,
+    /// Disconnect the member with [`SLOW_CONSUMER_CLOSE`] and remove it from every room.
+    #[default]
+    Disconnect,
+}
+
+/// Hub settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HubConfig {
+    /// How many messages a member's outbound queue holds. Default: 256.
+    pub queue_capacity: usize,
+    /// What a full queue means. Default: disconnect the member.
+    pub slow_consumer: SlowConsumer,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 256,
+            slow_consumer: SlowConsumer::Disconnect,
+        }
+    }
+}
+
+impl HubConfig {
+    /// This config with `capacity` messages per member queue.
+    pub fn with_queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity.max(1);
+        self
+    }
+
+    /// This config with `policy` for slow consumers.
+    pub fn with_slow_consumer(mut self, policy: SlowConsumer) -> Self {
+        self.slow_consumer = policy;
+        self
+    }
+}
+
+/// Why a hub operation failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HubError {
+    /// No room has this name.
+    NoSuchRoom(String),
+    /// A room with this name exists already.
+    RoomExists(String),
+    /// Only the room's creator may do this.
+    NotOwner(String),
+}
+
+impl fmt::Display for HubError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoSuchRoom(room) => write!(f, "no room named {room:?}"),
+            Self::RoomExists(room) => write!(f, "a room named {room:?} exists already"),
+            Self::NotOwner(room) => write!(f, "only the creator of {room:?} may close it"),
+        }
+    }
+}
+
+impl std::error::Error for HubError {}
+
+/// What one broadcast did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BroadcastReport {
+    /// Members whose queue took the message.
+    pub delivered: usize,
+    /// Slow members that did not get it (policy: drop the message).
+    pub dropped: usize,
+    /// Slow members disconnected (policy: disconnect).
+    pub disconnected: usize,
+    /// Members found dead (their connection had ended) and removed.
+    pub removed: usize,
+}
+
+/// A room's name and its number of local members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RoomInfo {
+    /// The name.
+    pub name: String,
+    /// Local members.
+    pub members: usize,
+    /// The creator, for rooms created by a user.
+    pub owner: Option<String>,
+}
+
+/// Rooms and their members; cheap to clone (one shared hub).
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Hub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hub")
+            .field("rooms", &self.rooms_read().len())
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    config: HubConfig,
+    rooms: RwLock<HashMap<Arc<str>, Room>>,
+    next_member: AtomicU64,
+    backplane: Option<Arc<dyn Backplane>>,
+    stats: stats::Counters,
+}
+
+struct Room {
+    owner: Option<String>,
+    members: HashMap<u64, Arc<MemberShared>>,
+}
+
+/// What the hub keeps of a member.
+struct MemberShared {
+    id: u64,
+    queue: mpsc::Sender<Message>,
+    /// Closes the member's connection (used for slow consumers).
+    disconnect: Box<dyn Fn() + Send + Sync>,
+    disconnected: AtomicBool,
+    rooms: Mutex<HashSet<Arc<str>>>,
+}
+
+/// A connection registered with a hub. Dropping it leaves every room.
+pub struct Member {
+    shared: Arc<MemberShared>,
+    hub: Hub,
+}
+
+impl fmt::Debug for Member {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Member")
+            .field("id", &self.shared.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A member's outbound queue: what broadcasts delivered to it, for its connection to send.
+#[derive(Debug)]
+pub struct Outbound {
+    queue: mpsc::Receiver<Message>,
+}
+
+impl Outbound {
+    /// The next queued message; `None` once the member is gone. Cancel-safe.
+    pub async fn recv(&mut self) -> Option<Message> {
+        self.queue.recv().await
+    }
+
+    /// A queued message, if one is waiting.
+    pub fn try_recv(&mut self) -> Option<Message> {
+        self.queue.try_recv().ok()
+    }
+}
+
+/// Membership of one room; leaves the room when dropped.
+pub struct Membership {
+    hub: Weak<Inner>,
+    member: Arc<MemberShared>,
+    room: Arc<str>,
+}
+
+impl fmt::Debug for Membership {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Membership")
+            .field("member", &self.member.id)
+            .field("room", &self.room)
+            .finish()
+    }
+}
+
+impl Membership {
+    /// The room's name.
+    pub fn room(&self) -> &str {
+        &self.room
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        if let Some(inner) = self.hub.upgrade() {
+            Hub { inner }.remove(&self.member, &self.room);
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let rooms: Vec<Arc<str>> = self
+            .shared
+            .rooms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+            .collect();
+        for room in rooms {
+            self.hub.remove(&self.shared, &room);
+        }
+    }
+}
+
+impl Member {
+    /// The member's id in this hub.
+    pub fn id(&self) -> u64 {
+        self.shared.id
+    }
+
+    /// The rooms the member is in.
+    pub fn rooms(&self) -> Vec<String> {
+        let rooms = self
+            .shared
+            .rooms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut names: Vec<String> = rooms.iter().map(|room| room.to_string()).collect();
+        names.sort();
+        names
+    }
+
+    /// Whether the hub disconnected this member as a slow consumer.
+    pub fn was_disconnected(&self) -> bool {
+        self.shared.disconnected.load(Ordering::Acquire)
+    }
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self::new(HubConfig::default())
+    }
+}
+
+impl Hub {
+    /// A hub on this node only.
+    pub fn new(config: HubConfig) -> Self {
+        Self::build(config, None)
+    }
+
+    /// A hub whose broadcasts also travel through `backplane` to other nodes.
+    pub fn with_backplane(config: HubConfig, backplane: Arc<dyn Backplane>) -> Self {
+        let hub = Self::build(config, Some(Arc::clone(&backplane)));
+        let weak = Arc::downgrade(&hub.inner);
+        backplane.attach(Arc::new(move |room: &str, message: Message| {
+            if let Some(inner) = weak.upgrade() {
+                let _ = Hub { inner }.deliver_local(room, &message);
+            }
+        }));
+        hub
+    }
+
+    fn build(config: HubConfig, backplane: Option<Arc<dyn Backplane>>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                rooms: RwLock::new(HashMap::new()),
+                next_member: AtomicU64::new(1),
+                backplane,
+                stats: stats::Counters::default(),
+            }),
+        }
+    }
+
+    /// Registers a connection: `disconnect` closes it (called once, for a slow consumer).
+    /// Returns the member and its outbound queue.
+    pub fn member<F>(&self, disconnect: F) -> (Member, Outbound)
+    where
+        F: Fn() + Send + Sync + 'static,
+    {
+        let (queue, receiver) = mpsc::channel(self.inner.config.queue_capacity.max(1));
+        let shared = Arc::new(MemberShared {
+            id: self.inner.next_member.fetch_add(1, Ordering::Relaxed),
+            queue,
+            disconnect: Box::new(disconnect),
+            disconnected: AtomicBool::new(false),
+            rooms: Mutex::new(HashSet::new()),
+        });
+        let member = Member {
+            shared,
+            hub: self.clone(),
+        };
+        (member, Outbound { queue: receiver })
+    }
+
+    /// Registers a server connection; a slow consumer is closed with
+    /// [`SLOW_CONSUMER_CLOSE`] and the reason `slow consumer`.
+    pub fn member_for(&self, sender: &SocketSender) -> (Member, Outbound) {
+        let sender = sender.clone();
+        self.member(move || {
+            let sender = sender.clone();
+            tokio::spawn(async move {
+                let _ = sender.close(SLOW_CONSUMER_CLOSE, "slow consumer").await;
+            });
+        })
+    }
+
+    /// Creates a room, owned by `owner` if given (only the owner may close it then).
+    ///
+    /// # Errors
+    /// [`HubError::RoomExists`].
+    pub fn create_room(&self, name: &str, owner: Option<&str>) -> Result<(), HubError> {
+        let mut rooms = self.rooms_write();
+        if rooms.contains_key(name) {
+            return Err(HubError::RoomExists(name.to_owned()));
+        }
+        rooms.insert(
+            Arc::from(name),
+            Room {
+                owner: owner.map(str::to_owned),
+                members: HashMap::new(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Closes a room; `by` must be its owner when it has one (`None` closes any room, as the
+    /// server itself). Returns how many members it had; their memberships end.
+    ///
+    /// # Errors
+    /// [`HubError::NoSuchRoom`], [`HubError::NotOwner`].
+    pub fn close_room(&self, name: &str, by: Option<&str>) -> Result<usize, HubError> {
+        let mut rooms = self.rooms_write();
+        let room = rooms
+            .get(name)
+            .ok_or_else(|| HubError::NoSuchRoom(name.to_owned()))?;
+        if let (Some(owner), Some(by)) = (&room.owner, by) {
+            if owner != by {
+                return Err(HubError::NotOwner(name.to_owned()));
+            }
+        }
+        if room.owner.is_none() && by.is_some() {
+            return Err(HubError::NotOwner(name.to_owned()));
+        }
+        let Some((key, room)) = rooms.remove_entry(name) else {
+            return Err(HubError::NoSuchRoom(name.to_owned()));
+        };
+        drop(rooms);
+        for member in room.members.values() {
+            member
+                .rooms
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&key);
+        }
+        if !room.members.is_empty() {
+            if let Some(backplane) = &self.inner.backplane {
+                backplane.unsubscribe(&key);
+            }
+        }
+        Ok(room.members.len())
+    }
+
+    /// Whether a room exists.
+    pub fn has_room(&self, name: &str) -> bool {
+        self.rooms_read().contains_key(name)
+    }
+
+    /// Every room with its number of local members, by name.
+    pub fn rooms(&self) -> Vec<RoomInfo> {
+        let mut rooms: Vec<RoomInfo> = self
+            .rooms_read()
+            .iter()
+            .map(|(name, room)| RoomInfo {
+                name: name.to_string(),
+                members: room.members.len(),
+                owner: room.owner.clone(),
+            })
+            .collect();
+        rooms.sort_by(|a, b| a.name.cmp(&b.name));
+        rooms
+    }
+
+    /// The number of local members of `room`.
+    pub fn member_count(&self, room: &str) -> Option<usize> {
+        self.rooms_read().get(room).map(|room| room.members.len())
+    }
+
+    /// Adds `member` to `room`; the membership lasts until the guard (or the member) drops.
+    ///
+    /// # Errors
+    /// [`HubError::NoSuchRoom`].
+    pub fn join(&self, member: &Member, room: &str) -> Result<Membership, HubError> {
+        let mut rooms = self.rooms_write();
+        let key = rooms
+            .get_key_value(room)
+            .map(|(key, _)| Arc::clone(key))
+            .ok_or_else(|| HubError::NoSuchRoom(room.to_owned()))?;
+        let Some(entry) = rooms.get_mut(&key) else {
+            return Err(HubError::NoSuchRoom(room.to_owned()));
+        };
+        let first = entry.members.is_empty();
+        entry
+            .members
+            .insert(member.shared.id, Arc::clone(&member.shared));
+        drop(rooms);
+        member
+            .shared
+            .rooms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(Arc::clone(&key));
+        if first {
+            if let Some(backplane) = &self.inner.backplane {
+                backplane.subscribe(&key);
+            }
+        }
+        Ok(Membership {
+            hub: Arc::downgrade(&self.inner),
+            member: Arc::clone(&member.shared),
+            room: key,
+        })
+    }
+
+    /// Sends `message` to every member of `room` on this node and, through the backplane, on
+    /// the others. Never waits: see the module documentation.
+    ///
+    /// # Errors
+    /// [`HubError::NoSuchRoom`].
+    pub fn broadcast(&self, room: &str, message: &Message) -> Result<BroadcastReport, HubError> {
+        let report = self.deliver_local(room, message)?;
+        if let Some(backplane) = &self.inner.backplane {
+            backplane.publish(room, message);
+        }
+        Ok(report)
+    }
+
+    /// Delivers `message` to the local members of `room` only (what a backplane does with a
+    /// remote broadcast).
+    ///
+    /// # Errors
+    /// [`HubError::NoSuchRoom`].
+    pub fn deliver_local(
+        &self,
+        room: &str,
+        message: &Message,
+    ) -> Result<BroadcastReport, HubError> {
+        let started = Instant::now();
+        let mut report = BroadcastReport::default();
+        let mut gone = Vec::new();
+        {
+            let rooms = self.rooms_read();
+            let entry = rooms
+                .get(room)
+                .ok_or_else(|| HubError::NoSuchRoom(room.to_owned()))?;
+            for member in entry.members.values() {
+                match member.queue.try_send(message.clone()) {
+                    Ok(()) => report.delivered += 1,
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        report.removed += 1;
+                        gone.push(Arc::clone(member));
+                    }
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        match self.inner.config.slow_consumer {
+                            SlowConsumer::DropMessage => report.dropped += 1,
+                            SlowConsumer::Disconnect => {
+                                report.disconnected += 1;
+                                if !member.disconnected.swap(true, Ordering::AcqRel) {
+                                    (member.disconnect)();
+                                }
+                                gone.push(Arc::clone(member));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for member in gone {
+            let rooms: Vec<Arc<str>> = member
+                .rooms
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .drain()
+                .collect();
+            for room in rooms {
+                self.remove(&member, &room);
+            }
+        }
+        self.inner.stats.record(&report, started.elapsed());
+        Ok(report)
+    }
+
+    /// The hub's counters since it started.
+    pub fn stats(&self) -> HubStats {
+        self.inner.stats.snapshot()
+    }
+
+    /// Whether the backplane (if any) is healthy.
+    pub fn backplane_healthy(&self) -> bool {
+        self.inner
+            .backplane
+            .as_ref()
+            .is_none_or(|backplane| backplane.is_healthy())
+    }
+
+    fn remove(&self, member: &MemberShared, room: &str) {
+        let mut rooms = self.rooms_write();
+        let Some(entry) = rooms.get_mut(room) else {
+            return;
+        };
+        if entry.members.remove(&member.id).is_none() {
+            return;
+        }
+        let last = entry.members.is_empty();
+        drop(rooms);
+        member
+            .rooms
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(room);
+        if last {
+            if let Some(backplane) = &self.inner.backplane {
+                backplane.unsubscribe(room);
+            }
+        }
+    }
+
+    fn rooms_read(&self) -> RwLockReadGuard<'_, HashMap<Arc<str>, Room>> {
+        self.inner
+            .rooms
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn rooms_write(&self) -> RwLockWriteGuard<'_, HashMap<Arc<str>, Room>> {
+        self.inner
+            .rooms
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
