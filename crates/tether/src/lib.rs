@@ -16,6 +16,9 @@
 //!   built in; [`client::Runner`] keeps one alive across failures; `blocking` (feature
 //!   `blocking`) is the same for threads.
 //! - [`server::accept`] opens a bare connection on the server side.
+//! - [`hub::Hub`] is rooms and broadcast: membership guards that leave on drop, a bounded
+//!   queue per member, a slow-consumer policy, reports, and a [`hub::Backplane`] between
+//!   nodes.
 //! - [`codes`] is the error-code registry and the retry advice shared by servers and
 //!   clients; [`error_message::ErrorMessage`] is the structured error message format.
 //! - [`Error`] is one opaque error with a [`kind`](Error::kind) for every failure.
