@@ -149,15 +149,35 @@ impl fmt::Debug for Hub {
 
 struct Inner {
     config: HubConfig,
-    rooms: RwLock<HashMap<Arc<str>, Room>>,
+    /// The room table, locked only to find, create or close a room; each room has its own
+    /// lock, so a broadcast to a big room does not hold up joins elsewhere.
+    rooms: RwLock<HashMap<Arc<str>, Arc<Room>>>,
     next_member: AtomicU64,
     backplane: Option<Arc<dyn Backplane>>,
     stats: stats::Counters,
 }
 
 struct Room {
+    name: Arc<str>,
     owner: Option<String>,
-    members: HashMap<u64, Arc<MemberShared>>,
+    members: RwLock<Members>,
+}
+
+#[derive(Default)]
+struct Members {
+    by_id: HashMap<u64, Arc<MemberShared>>,
+    /// Set (under this lock) when the room is closed: nobody joins it any more.
+    closed: bool,
+}
+
+impl Room {
+    fn read(&self) -> RwLockReadGuard<'_, Members> {
+        self.members.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Members> {
+        self.members.write().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// What the hub keeps of a member.
@@ -168,6 +188,12 @@ struct MemberShared {
     disconnect: Box<dyn Fn() + Send + Sync>,
     disconnected: AtomicBool,
     rooms: Mutex<HashSet<Arc<str>>>,
+}
+
+impl MemberShared {
+    fn rooms_lock(&self) -> std::sync::MutexGuard<'_, HashSet<Arc<str>>> {
+        self.rooms.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// A connection registered with a hub. Dropping it leaves every room.
@@ -333,11 +359,16 @@ impl Hub {
     /// [`SLOW_CONSUMER_CLOSE`] and the reason `slow consumer`.
     pub fn member_for(&self, sender: &SocketSender) -> (Member, Outbound) {
         let sender = sender.clone();
+        // The close runs on the runtime the member registered on, whichever thread the
+        // broadcast that finds it slow runs on.
+        let runtime = tokio::runtime::Handle::try_current().ok();
         self.member(move || {
             let sender = sender.clone();
-            tokio::spawn(async move {
-                let _ = sender.close(SLOW_CONSUMER_CLOSE, "slow consumer").await;
-            });
+            if let Some(runtime) = &runtime {
+                runtime.spawn(async move {
+                    let _ = sender.close(SLOW_CONSUMER_CLOSE, "slow consumer").await;
+                });
+            }
         })
     }
 
@@ -350,12 +381,14 @@ impl Hub {
         if rooms.contains_key(name) {
             return Err(HubError::RoomExists(name.to_owned()));
         }
+        let name: Arc<str> = Arc::from(name);
         rooms.insert(
-            Arc::from(name),
-            Room {
+            Arc::clone(&name),
+            Arc::new(Room {
+                name,
                 owner: owner.map(str::to_owned),
-                members: HashMap::new(),
-            },
+                members: RwLock::new(Members::default()),
+            }),
         );
         Ok(())
     }
@@ -366,35 +399,37 @@ impl Hub {
     /// # Errors
     /// [`HubError::NoSuchRoom`], [`HubError::NotOwner`].
     pub fn close_room(&self, name: &str, by: Option<&str>) -> Result<usize, HubError> {
-        let mut rooms = self.rooms_write();
-        let room = rooms
-            .get(name)
-            .ok_or_else(|| HubError::NoSuchRoom(name.to_owned()))?;
-        if let (Some(owner), Some(by)) = (&room.owner, by) {
-            if owner != by {
+        let room = {
+            let mut rooms = self.rooms_write();
+            let room = rooms
+                .get(name)
+                .ok_or_else(|| HubError::NoSuchRoom(name.to_owned()))?;
+            let allowed = match (&room.owner, by) {
+                (_, None) => true,
+                (Some(owner), Some(by)) => owner == by,
+                (None, Some(_)) => false,
+            };
+            if !allowed {
                 return Err(HubError::NotOwner(name.to_owned()));
             }
-        }
-        if room.owner.is_none() && by.is_some() {
-            return Err(HubError::NotOwner(name.to_owned()));
-        }
-        let Some((key, room)) = rooms.remove_entry(name) else {
-            return Err(HubError::NoSuchRoom(name.to_owned()));
+            rooms
+                .remove(name)
+                .ok_or_else(|| HubError::NoSuchRoom(name.to_owned()))?
         };
-        drop(rooms);
-        for member in room.members.values() {
-            member
-                .rooms
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&key);
+        let members: Vec<Arc<MemberShared>> = {
+            let mut members = room.write();
+            members.closed = true;
+            members.by_id.drain().map(|(_, member)| member).collect()
+        };
+        for member in &members {
+            member.rooms_lock().remove(&room.name);
         }
-        if !room.members.is_empty() {
+        if !members.is_empty() {
             if let Some(backplane) = &self.inner.backplane {
-                backplane.unsubscribe(&key);
+                backplane.unsubscribe(&room.name);
             }
         }
-        Ok(room.members.len())
+        Ok(members.len())
     }
 
     /// Whether a room exists.
@@ -404,22 +439,22 @@ impl Hub {
 
     /// Every room with its number of local members, by name.
     pub fn rooms(&self) -> Vec<RoomInfo> {
-        let mut rooms: Vec<RoomInfo> = self
-            .rooms_read()
+        let rooms: Vec<Arc<Room>> = self.rooms_read().values().cloned().collect();
+        let mut infos: Vec<RoomInfo> = rooms
             .iter()
-            .map(|(name, room)| RoomInfo {
-                name: name.to_string(),
-                members: room.members.len(),
+            .map(|room| RoomInfo {
+                name: room.name.to_string(),
+                members: room.read().by_id.len(),
                 owner: room.owner.clone(),
             })
             .collect();
-        rooms.sort_by(|a, b| a.name.cmp(&b.name));
-        rooms
+        infos.sort_by(|a, b| a.name.cmp(&b.name));
+        infos
     }
 
     /// The number of local members of `room`.
     pub fn member_count(&self, room: &str) -> Option<usize> {
-        self.rooms_read().get(room).map(|room| room.members.len())
+        self.room(room).map(|room| room.read().by_id.len())
     }
 
     /// Adds `member` to `room`; the membership lasts until the guard (or the member) drops.
@@ -427,34 +462,29 @@ impl Hub {
     /// # Errors
     /// [`HubError::NoSuchRoom`].
     pub fn join(&self, member: &Member, room: &str) -> Result<Membership, HubError> {
-        let mut rooms = self.rooms_write();
-        let key = rooms
-            .get_key_value(room)
-            .map(|(key, _)| Arc::clone(key))
-            .ok_or_else(|| HubError::NoSuchRoom(room.to_owned()))?;
-        let Some(entry) = rooms.get_mut(&key) else {
-            return Err(HubError::NoSuchRoom(room.to_owned()));
+        let no_room = || HubError::NoSuchRoom(room.to_owned());
+        let entry = self.room(room).ok_or_else(no_room)?;
+        let first = {
+            let mut members = entry.write();
+            if members.closed {
+                return Err(no_room());
+            }
+            let first = members.by_id.is_empty();
+            members
+                .by_id
+                .insert(member.shared.id, Arc::clone(&member.shared));
+            first
         };
-        let first = entry.members.is_empty();
-        entry
-            .members
-            .insert(member.shared.id, Arc::clone(&member.shared));
-        drop(rooms);
-        member
-            .shared
-            .rooms
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(Arc::clone(&key));
+        member.shared.rooms_lock().insert(Arc::clone(&entry.name));
         if first {
             if let Some(backplane) = &self.inner.backplane {
-                backplane.subscribe(&key);
+                backplane.subscribe(&entry.name);
             }
         }
         Ok(Membership {
             hub: Arc::downgrade(&self.inner),
             member: Arc::clone(&member.shared),
-            room: key,
+            room: Arc::clone(&entry.name),
         })
     }
 
@@ -482,14 +512,14 @@ impl Hub {
         message: &Message,
     ) -> Result<BroadcastReport, HubError> {
         let started = Instant::now();
+        let entry = self
+            .room(room)
+            .ok_or_else(|| HubError::NoSuchRoom(room.to_owned()))?;
         let mut report = BroadcastReport::default();
         let mut gone = Vec::new();
         {
-            let rooms = self.rooms_read();
-            let entry = rooms
-                .get(room)
-                .ok_or_else(|| HubError::NoSuchRoom(room.to_owned()))?;
-            for member in entry.members.values() {
+            let members = entry.read();
+            for member in members.by_id.values() {
                 match member.queue.try_send(message.clone()) {
                     Ok(()) => report.delivered += 1,
                     Err(mpsc::error::TrySendError::Closed(_)) => {
@@ -501,9 +531,6 @@ impl Hub {
                             SlowConsumer::DropMessage => report.dropped += 1,
                             SlowConsumer::Disconnect => {
                                 report.disconnected += 1;
-                                if !member.disconnected.swap(true, Ordering::AcqRel) {
-                                    (member.disconnect)();
-                                }
                                 gone.push(Arc::clone(member));
                             }
                         }
@@ -512,12 +539,12 @@ impl Hub {
             }
         }
         for member in gone {
-            let rooms: Vec<Arc<str>> = member
-                .rooms
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .drain()
-                .collect();
+            // Disconnect slow members outside the room's lock.
+            let full = !member.queue.is_closed();
+            if full && !member.disconnected.swap(true, Ordering::AcqRel) {
+                (member.disconnect)();
+            }
+            let rooms: Vec<Arc<str>> = member.rooms_lock().drain().collect();
             for room in rooms {
                 self.remove(&member, &room);
             }
@@ -540,20 +567,17 @@ impl Hub {
     }
 
     fn remove(&self, member: &MemberShared, room: &str) {
-        let mut rooms = self.rooms_write();
-        let Some(entry) = rooms.get_mut(room) else {
+        let Some(entry) = self.room(room) else {
             return;
         };
-        if entry.members.remove(&member.id).is_none() {
-            return;
-        }
-        let last = entry.members.is_empty();
-        drop(rooms);
-        member
-            .rooms
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(room);
+        let last = {
+            let mut members = entry.write();
+            if members.by_id.remove(&member.id).is_none() {
+                return;
+            }
+            members.by_id.is_empty()
+        };
+        member.rooms_lock().remove(room);
         if last {
             if let Some(backplane) = &self.inner.backplane {
                 backplane.unsubscribe(room);
@@ -561,14 +585,18 @@ impl Hub {
         }
     }
 
-    fn rooms_read(&self) -> RwLockReadGuard<'_, HashMap<Arc<str>, Room>> {
+    fn room(&self, name: &str) -> Option<Arc<Room>> {
+        self.rooms_read().get(name).cloned()
+    }
+
+    fn rooms_read(&self) -> RwLockReadGuard<'_, HashMap<Arc<str>, Arc<Room>>> {
         self.inner
             .rooms
             .read()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn rooms_write(&self) -> RwLockWriteGuard<'_, HashMap<Arc<str>, Room>> {
+    fn rooms_write(&self) -> RwLockWriteGuard<'_, HashMap<Arc<str>, Arc<Room>>> {
         self.inner
             .rooms
             .write()
