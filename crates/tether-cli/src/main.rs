@@ -3,8 +3,10 @@
 
 mod autobahn;
 mod bench;
+mod codes;
 mod connect;
 mod echo;
+mod serve;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -32,6 +34,12 @@ enum Command {
     /// Connect to a WebSocket server, send lines or messages and print what comes back
     /// (like wscat); errors come with a hint and an exit status that says whether to retry.
     Connect(connect::ConnectArgs),
+    /// Serve the demo chat: the page at /, the JSON chat protocol at /ws, /healthz and
+    /// /metrics; Ctrl-C or SIGTERM closes every connection with 1001.
+    Serve(serve::ServeArgs),
+    /// Print the close codes and application error codes: what each means, whether the
+    /// connection survives it and whether a client should retry.
+    Codes(codes::CodesArgs),
 }
 
 /// Parses a listen address such as `127.0.0.1:9001`.
@@ -61,6 +69,8 @@ fn main() -> ExitCode {
         Command::Echo(args) => echo::run(&args),
         Command::AutobahnClient(args) => autobahn::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Serve(args) => serve::run(&args),
+        Command::Codes(args) => codes::run(&args),
         // Its own exit statuses: 0 normal, 1 terminal error, 3 retryable error.
         Command::Connect(args) => return connect::run(&args),
     };

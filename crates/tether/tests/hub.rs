@@ -67,7 +67,10 @@ async fn thousand_members_one_never_reads(policy: SlowConsumer) {
             let target = (n + 1) * (MEMBERS - 1);
             let waited = tokio::time::Instant::now();
             while received.load(Ordering::Relaxed) < target {
-                assert!(waited.elapsed() < Duration::from_secs(20), "readers stalled");
+                assert!(
+                    waited.elapsed() < Duration::from_secs(20),
+                    "readers stalled"
+                );
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
@@ -360,4 +363,28 @@ async fn members_that_vanish_are_gone_within_one_heartbeat() {
         .unwrap();
     assert_eq!(got.as_text(), Some("still here"));
     drop(silent);
+}
+
+#[tokio::test]
+async fn a_stale_guard_never_removes_a_newer_membership() {
+    let hub = Hub::default();
+    hub.create_room("r", Some("ann")).unwrap();
+    let (member, mut out) = hub.member(|| {});
+    let first = hub.join(&member, "r").unwrap();
+    let second = hub.join(&member, "r").unwrap(); // joining again: this guard takes over
+    drop(first);
+    assert_eq!(hub.member_count("r"), Some(1));
+    // The room closes (with a notice its members get) and a new one takes its name.
+    let notice = Message::text("room_closed");
+    assert_eq!(hub.close_room_with("r", Some("ann"), &notice), Ok(1));
+    assert_eq!(out.try_recv().as_ref().map(text), Some("room_closed"));
+    hub.create_room("r", None).unwrap();
+    let third = hub.join(&member, "r").unwrap();
+    drop(second); // from the closed room: must not touch the new one
+    assert_eq!(hub.member_count("r"), Some(1));
+    assert_eq!(member.rooms(), ["r"]);
+    assert_eq!(hub.room_info("r").unwrap().owner, None);
+    drop(third);
+    assert_eq!(hub.member_count("r"), Some(0));
+    assert!(member.rooms().is_empty());
 }

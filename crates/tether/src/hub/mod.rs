@@ -20,7 +20,7 @@
 mod backplane;
 mod stats;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
@@ -165,7 +165,8 @@ struct Room {
 
 #[derive(Default)]
 struct Members {
-    by_id: HashMap<u64, Arc<MemberShared>>,
+    /// Members by id, with the generation of the join that put them here.
+    by_id: HashMap<u64, (Arc<MemberShared>, u64)>,
     /// Set (under this lock) when the room is closed: nobody joins it any more.
     closed: bool,
 }
@@ -187,11 +188,20 @@ struct MemberShared {
     /// Closes the member's connection (used for slow consumers).
     disconnect: Box<dyn Fn() + Send + Sync>,
     disconnected: AtomicBool,
-    rooms: Mutex<HashSet<Arc<str>>>,
+    /// The rooms joined: the room itself (not just its name: a closed room and a new one
+    /// with the same name are different rooms) and the join's generation.
+    rooms: Mutex<HashMap<Arc<str>, Joined>>,
+}
+
+/// One room a member is in.
+#[derive(Clone)]
+struct Joined {
+    room: Weak<Room>,
+    generation: u64,
 }
 
 impl MemberShared {
-    fn rooms_lock(&self) -> std::sync::MutexGuard<'_, HashSet<Arc<str>>> {
+    fn rooms_lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Joined>> {
         self.rooms.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -228,18 +238,20 @@ impl Outbound {
     }
 }
 
-/// Membership of one room; leaves the room when dropped.
+/// Membership of one room; leaves the room when dropped. Joining the same room again makes
+/// a new guard that takes over: dropping the older one then does nothing.
 pub struct Membership {
     hub: Weak<Inner>,
     member: Arc<MemberShared>,
-    room: Arc<str>,
+    name: Arc<str>,
+    joined: Joined,
 }
 
 impl fmt::Debug for Membership {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Membership")
             .field("member", &self.member.id)
-            .field("room", &self.room)
+            .field("room", &self.name)
             .finish()
     }
 }
@@ -247,30 +259,21 @@ impl fmt::Debug for Membership {
 impl Membership {
     /// The room's name.
     pub fn room(&self) -> &str {
-        &self.room
+        &self.name
     }
 }
 
 impl Drop for Membership {
     fn drop(&mut self) {
         if let Some(inner) = self.hub.upgrade() {
-            Hub { inner }.remove(&self.member, &self.room);
+            Hub { inner }.leave(&self.member, &self.name, &self.joined);
         }
     }
 }
 
 impl Drop for Member {
     fn drop(&mut self) {
-        let rooms: Vec<Arc<str>> = self
-            .shared
-            .rooms
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain()
-            .collect();
-        for room in rooms {
-            self.hub.remove(&self.shared, &room);
-        }
+        self.hub.leave_all(&self.shared);
     }
 }
 
@@ -287,7 +290,7 @@ impl Member {
             .rooms
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let mut names: Vec<String> = rooms.iter().map(|room| room.to_string()).collect();
+        let mut names: Vec<String> = rooms.keys().map(|room| room.to_string()).collect();
         names.sort();
         names
     }
@@ -346,7 +349,7 @@ impl Hub {
             queue,
             disconnect: Box::new(disconnect),
             disconnected: AtomicBool::new(false),
-            rooms: Mutex::new(HashSet::new()),
+            rooms: Mutex::new(HashMap::new()),
         });
         let member = Member {
             shared,
@@ -399,6 +402,29 @@ impl Hub {
     /// # Errors
     /// [`HubError::NoSuchRoom`], [`HubError::NotOwner`].
     pub fn close_room(&self, name: &str, by: Option<&str>) -> Result<usize, HubError> {
+        self.close_room_inner(name, by, None)
+    }
+
+    /// Closes a room as [`close_room`](Hub::close_room) does, first queueing `notice` to each
+    /// of its members (under the room's lock: nobody joins in between and misses it).
+    ///
+    /// # Errors
+    /// As [`close_room`](Hub::close_room).
+    pub fn close_room_with(
+        &self,
+        name: &str,
+        by: Option<&str>,
+        notice: &Message,
+    ) -> Result<usize, HubError> {
+        self.close_room_inner(name, by, Some(notice))
+    }
+
+    fn close_room_inner(
+        &self,
+        name: &str,
+        by: Option<&str>,
+        notice: Option<&Message>,
+    ) -> Result<usize, HubError> {
         let room = {
             let mut rooms = self.rooms_write();
             let room = rooms
@@ -419,10 +445,25 @@ impl Hub {
         let members: Vec<Arc<MemberShared>> = {
             let mut members = room.write();
             members.closed = true;
-            members.by_id.drain().map(|(_, member)| member).collect()
+            if let Some(notice) = notice {
+                for (member, _) in members.by_id.values() {
+                    let _ = member.queue.try_send(notice.clone());
+                }
+            }
+            members
+                .by_id
+                .drain()
+                .map(|(_, (member, _))| member)
+                .collect()
         };
         for member in &members {
-            member.rooms_lock().remove(&room.name);
+            let mut joined = member.rooms_lock();
+            let same_room = joined
+                .get(&room.name)
+                .is_some_and(|entry| std::ptr::eq(entry.room.as_ptr(), Arc::as_ptr(&room)));
+            if same_room {
+                joined.remove(&room.name);
+            }
         }
         if !members.is_empty() {
             if let Some(backplane) = &self.inner.backplane {
@@ -430,6 +471,15 @@ impl Hub {
             }
         }
         Ok(members.len())
+    }
+
+    /// A room's name, local member count and owner.
+    pub fn room_info(&self, name: &str) -> Option<RoomInfo> {
+        self.room(name).map(|room| RoomInfo {
+            name: room.name.to_string(),
+            members: room.read().by_id.len(),
+            owner: room.owner.clone(),
+        })
     }
 
     /// Whether a room exists.
@@ -464,18 +514,26 @@ impl Hub {
     pub fn join(&self, member: &Member, room: &str) -> Result<Membership, HubError> {
         let no_room = || HubError::NoSuchRoom(room.to_owned());
         let entry = self.room(room).ok_or_else(no_room)?;
+        let joined = Joined {
+            room: Arc::downgrade(&entry),
+            generation: self.inner.next_member.fetch_add(1, Ordering::Relaxed),
+        };
         let first = {
             let mut members = entry.write();
             if members.closed {
                 return Err(no_room());
             }
             let first = members.by_id.is_empty();
-            members
-                .by_id
-                .insert(member.shared.id, Arc::clone(&member.shared));
+            members.by_id.insert(
+                member.shared.id,
+                (Arc::clone(&member.shared), joined.generation),
+            );
             first
         };
-        member.shared.rooms_lock().insert(Arc::clone(&entry.name));
+        member
+            .shared
+            .rooms_lock()
+            .insert(Arc::clone(&entry.name), joined.clone());
         if first {
             if let Some(backplane) = &self.inner.backplane {
                 backplane.subscribe(&entry.name);
@@ -484,7 +542,8 @@ impl Hub {
         Ok(Membership {
             hub: Arc::downgrade(&self.inner),
             member: Arc::clone(&member.shared),
-            room: Arc::clone(&entry.name),
+            name: Arc::clone(&entry.name),
+            joined,
         })
     }
 
@@ -519,7 +578,7 @@ impl Hub {
         let mut gone = Vec::new();
         {
             let members = entry.read();
-            for member in members.by_id.values() {
+            for (member, _) in members.by_id.values() {
                 match member.queue.try_send(message.clone()) {
                     Ok(()) => report.delivered += 1,
                     Err(mpsc::error::TrySendError::Closed(_)) => {
@@ -544,10 +603,7 @@ impl Hub {
             if full && !member.disconnected.swap(true, Ordering::AcqRel) {
                 (member.disconnect)();
             }
-            let rooms: Vec<Arc<str>> = member.rooms_lock().drain().collect();
-            for room in rooms {
-                self.remove(&member, &room);
-            }
+            self.leave_all(&member);
         }
         self.inner.stats.record(&report, started.elapsed());
         Ok(report)
@@ -566,21 +622,49 @@ impl Hub {
             .is_none_or(|backplane| backplane.is_healthy())
     }
 
-    fn remove(&self, member: &MemberShared, room: &str) {
-        let Some(entry) = self.room(room) else {
+    /// Leaves the room of `joined`, if that join is still the member's current one there.
+    fn leave(&self, member: &MemberShared, name: &Arc<str>, joined: &Joined) {
+        {
+            let mut rooms = member.rooms_lock();
+            let current = rooms.get(name).is_some_and(|entry| {
+                entry.generation == joined.generation && entry.room.ptr_eq(&joined.room)
+            });
+            if !current {
+                return;
+            }
+            rooms.remove(name);
+        }
+        self.remove_from(member, joined);
+    }
+
+    /// Leaves every room the member is in.
+    fn leave_all(&self, member: &MemberShared) {
+        let joined: Vec<Joined> = member
+            .rooms_lock()
+            .drain()
+            .map(|(_, entry)| entry)
+            .collect();
+        for entry in joined {
+            self.remove_from(member, &entry);
+        }
+    }
+
+    fn remove_from(&self, member: &MemberShared, joined: &Joined) {
+        let Some(room) = joined.room.upgrade() else {
             return;
         };
         let last = {
-            let mut members = entry.write();
-            if members.by_id.remove(&member.id).is_none() {
-                return;
+            let mut members = room.write();
+            match members.by_id.get(&member.id) {
+                Some((_, generation)) if *generation == joined.generation => {}
+                _ => return,
             }
-            members.by_id.is_empty()
+            members.by_id.remove(&member.id);
+            members.by_id.is_empty() && !members.closed
         };
-        member.rooms_lock().remove(room);
         if last {
             if let Some(backplane) = &self.inner.backplane {
-                backplane.unsubscribe(room);
+                backplane.unsubscribe(&room.name);
             }
         }
     }

@@ -1,0 +1,258 @@
+//! The chat's counters and `/metrics` in the Prometheus text format (0.0.4).
+//!
+//! The app counts what its handlers see (messages and bytes each way, error messages by
+//! code, closes by code and side); the hub's stats add the slow-consumer counters and the
+//! broadcast fan-out histogram; the server gives the number of open connections.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use tether::hub::{FANOUT_BUCKETS, HubStats};
+
+/// The `Content-Type` of `/metrics`.
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Which side started a close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Side {
+    Client,
+    Server,
+}
+
+impl Side {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::Server => "server",
+        }
+    }
+}
+
+/// The app's counters, shared by every connection.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    messages_received: AtomicU64,
+    messages_sent: AtomicU64,
+    bytes_received: AtomicU64,
+    bytes_sent: AtomicU64,
+    error_messages: Mutex<BTreeMap<u16, u64>>,
+    closes: Mutex<BTreeMap<(u16, Side), u64>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        // The codes the chat sends are listed from the start, at zero, so dashboards and
+        // alerts see the series before the first error.
+        let error_messages = (4000..=4005).map(|code| (code, 0)).collect();
+        Self {
+            messages_received: AtomicU64::new(0),
+            messages_sent: AtomicU64::new(0),
+            bytes_received: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
+            error_messages: Mutex::new(error_messages),
+            closes: Mutex::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// A client message of `bytes` bytes reached the app.
+    pub(crate) fn received(&self, bytes: usize) {
+        self.messages_received.fetch_add(1, Ordering::Relaxed);
+        self.bytes_received
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// A message of `bytes` bytes was sent to a client.
+    pub(crate) fn sent(&self, bytes: usize) {
+        self.messages_sent.fetch_add(1, Ordering::Relaxed);
+        self.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// An error message with `code` was sent.
+    pub(crate) fn error_message(&self, code: u16) {
+        *self
+            .error_messages
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(code)
+            .or_insert(0) += 1;
+    }
+
+    /// A connection ended with `code`, started by `side`.
+    pub(crate) fn closed(&self, code: u16, side: Side) {
+        *self
+            .closes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry((code, side))
+            .or_insert(0) += 1;
+    }
+
+    /// The whole exposition.
+    pub(crate) fn render(&self, open_connections: usize, hub: &HubStats) -> String {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let mut out = String::with_capacity(4096);
+        family(
+            &mut out,
+            "tether_connections_open",
+            "gauge",
+            "Connections open: WebSocket sessions, handshakes and plain HTTP requests being \
+             answered (this scrape excluded).",
+        );
+        let _ = writeln!(out, "tether_connections_open {open_connections}");
+        for (name, help, value) in [
+            (
+                "tether_messages_received_total",
+                "Messages received from clients (rate-limited ones included).",
+                load(&self.messages_received),
+            ),
+            (
+                "tether_messages_sent_total",
+                "Messages sent to clients (replies, broadcasts and error messages).",
+                load(&self.messages_sent),
+            ),
+            (
+                "tether_bytes_received_total",
+                "Payload bytes of the messages received from clients.",
+                load(&self.bytes_received),
+            ),
+            (
+                "tether_bytes_sent_total",
+                "Payload bytes of the messages sent to clients (rate-limit errors excluded).",
+                load(&self.bytes_sent),
+            ),
+        ] {
+            family(&mut out, name, "counter", help);
+            let _ = writeln!(out, "{name} {value}");
+        }
+        family(
+            &mut out,
+            "tether_error_messages_total",
+            "counter",
+            "Structured error messages sent, by error code.",
+        );
+        for (code, count) in self
+            .error_messages
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "tether_error_messages_total{{code=\"{code}\"}} {count}"
+            );
+        }
+        family(
+            &mut out,
+            "tether_closes_total",
+            "counter",
+            "Connections ended, by close code (1005: no code, 1006: no close frame) and by \
+             the side that started the close.",
+        );
+        for ((code, side), count) in self
+            .closes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "tether_closes_total{{code=\"{code}\",side=\"{}\"}} {count}",
+                side.label()
+            );
+        }
+        for (name, help, value) in [
+            (
+                "tether_slow_consumer_drops_total",
+                "Broadcast messages dropped for members whose queue was full.",
+                hub.dropped,
+            ),
+            (
+                "tether_slow_consumer_disconnects_total",
+                "Members disconnected (1013) because their queue was full.",
+                hub.disconnected,
+            ),
+        ] {
+            family(&mut out, name, "counter", help);
+            let _ = writeln!(out, "{name} {value}");
+        }
+        let name = "tether_broadcast_fanout_seconds";
+        family(
+            &mut out,
+            name,
+            "histogram",
+            "Time to queue one broadcast to every local member of its room.",
+        );
+        for (bound, count) in FANOUT_BUCKETS.iter().zip(hub.fanout.buckets) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", hub.fanout.count);
+        let _ = writeln!(out, "{name}_sum {}", hub.fanout.sum_seconds);
+        let _ = writeln!(out, "{name}_count {}", hub.fanout.count);
+        out
+    }
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::indexing_slicing, clippy::unwrap_used)] // Tests may panic: that is how they fail.
+
+    use super::*;
+
+    #[test]
+    fn renders_every_family_with_help_type_and_labels() {
+        let metrics = Metrics::default();
+        metrics.received(10);
+        metrics.sent(20);
+        metrics.sent(5);
+        metrics.error_message(4001);
+        metrics.closed(1000, Side::Client);
+        metrics.closed(1001, Side::Server);
+        let text = metrics.render(3, &HubStats::default());
+        for line in [
+            "# TYPE tether_connections_open gauge",
+            "tether_connections_open 3",
+            "tether_messages_received_total 1",
+            "tether_messages_sent_total 2",
+            "tether_bytes_received_total 10",
+            "tether_bytes_sent_total 25",
+            "tether_error_messages_total{code=\"4000\"} 0",
+            "tether_error_messages_total{code=\"4001\"} 1",
+            "tether_closes_total{code=\"1000\",side=\"client\"} 1",
+            "tether_closes_total{code=\"1001\",side=\"server\"} 1",
+            "# TYPE tether_broadcast_fanout_seconds histogram",
+            "tether_broadcast_fanout_seconds_bucket{le=\"0.00001\"} 0",
+            "tether_broadcast_fanout_seconds_bucket{le=\"+Inf\"} 0",
+            "tether_broadcast_fanout_seconds_count 0",
+            "tether_slow_consumer_drops_total 0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        // Every sample belongs to a family declared before it.
+        let mut declared = Vec::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                declared.push(rest.split(' ').next().unwrap().to_owned());
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap();
+                assert!(
+                    declared
+                        .iter()
+                        .any(|family| name.starts_with(family.as_str())),
+                    "{line}"
+                );
+            }
+        }
+    }
+}
