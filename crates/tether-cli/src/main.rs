@@ -1,5 +1,6 @@
-//! The `tether` command-line tool: an echo server for conformance and benchmarks, the
-//! Autobahn TestSuite client driver, the load generator, and `connect`, a wscat-like client.
+//! The `tether` command-line tool: `serve` (the demo chat), `connect` (a wscat-like client),
+//! `codes` (the error-code registry), an echo server for conformance and benchmarks, the
+//! Autobahn TestSuite client driver, and the load generator.
 
 mod autobahn;
 mod bench;
