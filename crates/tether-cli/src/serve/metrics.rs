@@ -2,7 +2,8 @@
 //!
 //! The app counts what its handlers see (messages and bytes each way, error messages by
 //! code, closes by code and side); the hub's stats add the slow-consumer counters and the
-//! broadcast fan-out histogram; the server gives the number of open connections.
+//! broadcast fan-out histogram; the server gives the number of open connections; with
+//! `--backplane`, the backplane adds its health and counters.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -28,6 +29,25 @@ impl Side {
             Self::Server => "server",
         }
     }
+}
+
+/// The backplane's health and counters (with `--backplane`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct BackplaneFigures {
+    /// Whether broadcasts reach the other nodes now.
+    pub(crate) healthy: bool,
+    /// Errors talking to the broker (failed connections, publishes, lost subscriptions).
+    pub(crate) errors: u64,
+    /// Connections re-established after a loss.
+    pub(crate) reconnects: u64,
+    /// Broadcasts published to the other nodes.
+    pub(crate) published: u64,
+    /// Broadcasts received from the other nodes.
+    pub(crate) received: u64,
+    /// Broadcasts waiting in the outage buffer now.
+    pub(crate) buffered: u64,
+    /// Broadcasts the full outage buffer could not keep.
+    pub(crate) buffer_dropped: u64,
 }
 
 /// The app's counters, shared by every connection.
@@ -92,7 +112,12 @@ impl Metrics {
     }
 
     /// The whole exposition.
-    pub(crate) fn render(&self, open_connections: usize, hub: &HubStats) -> String {
+    pub(crate) fn render(
+        &self,
+        open_connections: usize,
+        hub: &HubStats,
+        backplane: Option<&BackplaneFigures>,
+    ) -> String {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let mut out = String::with_capacity(4096);
         family(
@@ -192,7 +217,62 @@ impl Metrics {
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", hub.fanout.count);
         let _ = writeln!(out, "{name}_sum {}", hub.fanout.sum_seconds);
         let _ = writeln!(out, "{name}_count {}", hub.fanout.count);
+        if let Some(backplane) = backplane {
+            render_backplane(&mut out, backplane);
+        }
         out
+    }
+}
+
+/// The `tether_backplane_*` families.
+fn render_backplane(out: &mut String, figures: &BackplaneFigures) {
+    for (name, kind, help, value) in [
+        (
+            "tether_backplane_healthy",
+            "gauge",
+            "1 while broadcasts reach the other nodes through the backplane, 0 while it is \
+             unreachable (rooms then work on this node only).",
+            u64::from(figures.healthy),
+        ),
+        (
+            "tether_backplane_errors_total",
+            "counter",
+            "Errors talking to the backplane (connections refused or lost, failed publishes).",
+            figures.errors,
+        ),
+        (
+            "tether_backplane_reconnects_total",
+            "counter",
+            "Connections to the backplane re-established after a loss.",
+            figures.reconnects,
+        ),
+        (
+            "tether_backplane_published_total",
+            "counter",
+            "Broadcasts published to the other nodes.",
+            figures.published,
+        ),
+        (
+            "tether_backplane_received_total",
+            "counter",
+            "Broadcasts received from the other nodes.",
+            figures.received,
+        ),
+        (
+            "tether_backplane_buffered",
+            "gauge",
+            "Broadcasts made while the backplane was unreachable, waiting to be published.",
+            figures.buffered,
+        ),
+        (
+            "tether_backplane_buffer_dropped_total",
+            "counter",
+            "Broadcasts dropped because the outage buffer was full.",
+            figures.buffer_dropped,
+        ),
+    ] {
+        family(out, name, kind, help);
+        let _ = writeln!(out, "{name} {value}");
     }
 }
 
@@ -216,7 +296,8 @@ mod tests {
         metrics.error_message(4001);
         metrics.closed(1000, Side::Client);
         metrics.closed(1001, Side::Server);
-        let text = metrics.render(3, &HubStats::default());
+        let text = metrics.render(3, &HubStats::default(), None);
+        assert!(!text.contains("tether_backplane"), "{text}");
         for line in [
             "# TYPE tether_connections_open gauge",
             "tether_connections_open 3",
@@ -239,7 +320,49 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
-        // Every sample belongs to a family declared before it.
+        assert_families_declared(&text);
+    }
+
+    #[test]
+    fn renders_the_backplane_families_with_a_backplane() {
+        let figures = BackplaneFigures {
+            healthy: false,
+            errors: 3,
+            reconnects: 1,
+            published: 10,
+            received: 20,
+            buffered: 4,
+            buffer_dropped: 2,
+        };
+        let text = Metrics::default().render(0, &HubStats::default(), Some(&figures));
+        for line in [
+            "# TYPE tether_backplane_healthy gauge",
+            "tether_backplane_healthy 0",
+            "# TYPE tether_backplane_errors_total counter",
+            "tether_backplane_errors_total 3",
+            "tether_backplane_reconnects_total 1",
+            "tether_backplane_published_total 10",
+            "tether_backplane_received_total 20",
+            "# TYPE tether_backplane_buffered gauge",
+            "tether_backplane_buffered 4",
+            "tether_backplane_buffer_dropped_total 2",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        assert_families_declared(&text);
+        let healthy = BackplaneFigures {
+            healthy: true,
+            ..figures
+        };
+        let text = Metrics::default().render(0, &HubStats::default(), Some(&healthy));
+        assert!(text.lines().any(|l| l == "tether_backplane_healthy 1"));
+    }
+
+    /// Every sample belongs to a family declared before it.
+    fn assert_families_declared(text: &str) {
         let mut declared = Vec::new();
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("# TYPE ") {

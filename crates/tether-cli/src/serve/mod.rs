@@ -1,12 +1,15 @@
 //! `tether serve`: the demo chat (`docs/demo-chat.md`). One process, everything in memory:
-//! the page at `/`, the JSON chat protocol at `/ws`, `/healthz` and `/metrics`.
+//! the page at `/`, the JSON chat protocol at `/ws`, `/healthz` and `/metrics`; with
+//! `--backplane`, one node of several sharing their rooms through Redis.
 //!
 //! - [`session`]: one connection (identity, rooms, the serving loop);
 //! - [`protocol`]: the JSON messages both ways;
 //! - [`tokens`]: `--tokens FILE`;
 //! - [`metrics`]: the counters and the Prometheus text;
+//! - [`backplane`]: `--backplane`, `--node-id`, `--backplane-optional`;
 //! - `page/`: the HTML, CSS and JavaScript, embedded in the binary.
 
+mod backplane;
 mod metrics;
 mod protocol;
 mod session;
@@ -64,6 +67,8 @@ pub(crate) struct ServeArgs {
     /// The largest message a client may send, in bytes (over it: close 1009).
     #[arg(long, default_value_t = 64 * 1024)]
     max_message_size: usize,
+    #[command(flatten)]
+    backplane: backplane::BackplaneArgs,
 }
 
 /// What every handler shares.
@@ -72,6 +77,8 @@ pub(crate) struct App {
     hub: Hub,
     metrics: Arc<Metrics>,
     tokens: Option<Arc<Tokens>>,
+    /// The backplane to the other nodes, with `--backplane`.
+    backplane: Option<backplane::Backplane>,
     /// The server itself, for its open-connection count in `/metrics`; set once built and
     /// cleared when it stops (the server holds this state: the cycle must be broken).
     server: Arc<Mutex<Option<Server<App>>>>,
@@ -110,7 +117,11 @@ fn seconds(value: f64) -> Option<Duration> {
 }
 
 async fn serve(args: &ServeArgs, tokens: Option<Tokens>) -> Result<(), String> {
-    let hub = Hub::new(HubConfig::default());
+    let backplane = backplane::connect(&args.backplane).await?;
+    let hub = match &backplane {
+        Some(backplane) => Hub::with_backplane(HubConfig::default(), backplane.for_hub()),
+        None => Hub::new(HubConfig::default()),
+    };
     for room in FIXED_ROOMS {
         hub.create_room(room, None)
             .map_err(|error| format!("cannot create {room}: {error}"))?;
@@ -122,6 +133,7 @@ async fn serve(args: &ServeArgs, tokens: Option<Tokens>) -> Result<(), String> {
         hub,
         metrics: Arc::new(Metrics::default()),
         tokens: tokens.map(Arc::new),
+        backplane,
         server: Arc::default(),
     };
     let limit = RateLimit::new(args.rate, args.burst).with_abuse(ABUSE_LIMIT, ABUSE_WINDOW);
@@ -146,9 +158,11 @@ async fn serve(args: &ServeArgs, tokens: Option<Tokens>) -> Result<(), String> {
         .http_route("/metrics", |_: &HttpRequest, app: &App| {
             // The scrape's own connection is in the server's table while it is answered.
             let open = app.open_connections().saturating_sub(1);
+            let backplane = app.backplane.as_ref().map(backplane::Backplane::figures);
             HttpResponse::ok(
                 metrics::CONTENT_TYPE,
-                app.metrics.render(open, &app.hub.stats()),
+                app.metrics
+                    .render(open, &app.hub.stats(), backplane.as_ref()),
             )
             .with_header("Cache-Control", "no-store")
         })
@@ -197,7 +211,8 @@ fn page(request: &HttpRequest, content_type: &str, body: &str) -> HttpResponse {
         )
 }
 
-/// `/healthz`: 200 `{"status":"ok"}`, or 503 when the hub's backplane is unhealthy.
+/// `/healthz`: 200 `{"status":"ok"}`, or 503 while the backplane is unreachable (the node
+/// serves its own rooms, but broadcasts do not reach the other nodes).
 fn health(app: &App) -> HttpResponse {
     if app.hub.backplane_healthy() {
         HttpResponse::ok("application/json", r#"{"status":"ok"}"#)
@@ -205,7 +220,7 @@ fn health(app: &App) -> HttpResponse {
         HttpResponse::new(
             503,
             "application/json",
-            r#"{"status":"degraded","backplane":"unhealthy"}"#,
+            r#"{"status":"degraded","backplane":"unreachable"}"#,
         )
     }
     .with_header("Cache-Control", "no-store")

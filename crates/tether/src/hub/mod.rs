@@ -15,9 +15,12 @@
 //!
 //! A [`Backplane`] carries broadcasts between server nodes: the hub publishes every local
 //! broadcast and subscribes to a room while it has local members. [`MemoryBus`] is the
-//! in-process implementation.
+//! in-process implementation; `RedisBackplane` (feature `redis`) runs on Redis or a Redis
+//! Cluster (sharded pub/sub) and survives broker outages.
 
 mod backplane;
+#[cfg(feature = "redis")]
+mod redis;
 mod stats;
 
 use std::collections::HashMap;
@@ -29,6 +32,10 @@ use tether_proto::{CloseCode, Message};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{
+    BackplaneError, BackplaneErrorKind, BackplaneStats, RedisBackplane, RedisOptions,
+};
 pub use backplane::{Backplane, MemoryBackplane, MemoryBus, RemoteSink};
 pub use stats::{FANOUT_BUCKETS, FanoutHistogram, HubStats};
 

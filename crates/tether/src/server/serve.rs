@@ -285,7 +285,12 @@ async fn connection<S: Clone + Send + Sync + 'static>(
     let permit = parts.caps.acquire(peer.ip());
     let mut chosen = None;
     let _ = stream.set_nodelay(true);
-    let http = |request: &HttpRequest| plain_http(parts, request);
+    let mut served_http = None;
+    let http = |request: &HttpRequest| {
+        let response = plain_http(parts, request);
+        served_http = response.as_ref().map(|response| response.status);
+        response
+    };
     let accepted = accept_or_http(
         stream,
         &parts.config,
@@ -313,6 +318,10 @@ async fn connection<S: Clone + Send + Sync + 'static>(
     .await;
     let websocket = match accepted {
         Ok((websocket, _request)) => websocket,
+        Err(_) if served_http.is_some() => {
+            tracing::debug!(status = served_http, "served a plain HTTP request");
+            return;
+        }
         Err(error) => {
             log_handshake_failure(&error);
             return;
@@ -416,7 +425,6 @@ fn plain_http<S>(parts: &ServerParts<S>, request: &HttpRequest) -> Option<HttpRe
 
 fn log_handshake_failure(error: &Error) {
     match (error.kind(), error.rejected_status()) {
-        (_, Some(status)) if status < 400 => tracing::debug!(status, "served a plain HTTP request"),
         (_, Some(status)) if status == 503 || status == 429 => {
             tracing::warn!(status, "handshake refused: connection cap")
         }

@@ -1,0 +1,439 @@
+//! The state a [`RedisBackplane`](super::RedisBackplane) shares with its task: the outbox of
+//! broadcasts waiting to be published (the bounded outage buffer), the rooms this node wants,
+//! the counters, and the receiving side (push messages from Redis, decoded and handed to the
+//! hub).
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use ::redis::{PushInfo, PushKind, Value};
+use bytes::Bytes;
+use tether_proto::Message;
+use tokio::sync::Notify;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::BackplaneStats;
+use super::wire::{self, Dedupe};
+use crate::hub::RemoteSink;
+
+/// How often, at most, the outbox warns about dropped broadcasts.
+const DROP_WARNING_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A broadcast waiting to be published.
+pub(super) struct Outgoing {
+    pub(super) channel: Arc<str>,
+    pub(super) payload: Bytes,
+}
+
+#[derive(Default)]
+struct Outbox {
+    queue: VecDeque<Outgoing>,
+    next_seq: u64,
+    /// Drops not yet reported in a warning, and when the last warning was.
+    unreported: u64,
+    last_warning: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Rooms {
+    /// The rooms with local members.
+    wanted: HashSet<Arc<str>>,
+    /// Rooms whose wish changed since the task last looked (or that Redis unsubscribed).
+    changed: HashSet<Arc<str>>,
+}
+
+/// What the receiving side tells the task.
+pub(super) enum Control {
+    /// The connection of this session is gone.
+    Lost,
+    /// Redis unsubscribed this channel (our own `UNSUBSCRIBE`, or a shard channel whose slot
+    /// moved to another node).
+    Dropped(Vec<u8>),
+}
+
+#[derive(Default)]
+struct Counters {
+    errors: AtomicU64,
+    reconnects: AtomicU64,
+    published: AtomicU64,
+    received: AtomicU64,
+    buffer_dropped: AtomicU64,
+}
+
+/// See the module documentation.
+pub(super) struct Shared {
+    pub(super) node_id: String,
+    /// Random per backplane: tells this process's broadcasts apart from all others.
+    pub(super) instance: u64,
+    /// `PREFIX:room:`.
+    channel_prefix: String,
+    /// `PREFIX:nodes`.
+    presence: Arc<str>,
+    capacity: usize,
+    sink: Mutex<Option<RemoteSink>>,
+    outbox: Mutex<Outbox>,
+    rooms: Mutex<Rooms>,
+    /// The rooms subscribed on Redis now.
+    subscribed: Mutex<Vec<String>>,
+    dedupe: Mutex<Dedupe>,
+    /// Wakes the task: something to publish, a room to (un)subscribe, or the end.
+    pub(super) wake: Notify,
+    closed: AtomicBool,
+    healthy: AtomicBool,
+    counters: Counters,
+    /// Whether the warning about another node with this node id was given.
+    warned_same_id: AtomicBool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    pub(super) fn new(node_id: String, instance: u64, prefix: &str, capacity: usize) -> Self {
+        Self {
+            node_id,
+            instance,
+            channel_prefix: format!("{prefix}:room:"),
+            presence: Arc::from(format!("{prefix}:nodes")),
+            capacity: capacity.max(1),
+            sink: Mutex::new(None),
+            outbox: Mutex::new(Outbox::default()),
+            rooms: Mutex::new(Rooms::default()),
+            subscribed: Mutex::new(Vec::new()),
+            dedupe: Mutex::new(Dedupe::default()),
+            wake: Notify::new(),
+            closed: AtomicBool::new(false),
+            healthy: AtomicBool::new(false),
+            counters: Counters::default(),
+            warned_same_id: AtomicBool::new(false),
+        }
+    }
+
+    /// The deployment's presence channel: `PREFIX:nodes`.
+    pub(super) fn presence_channel(&self) -> Arc<str> {
+        Arc::clone(&self.presence)
+    }
+
+    /// The channel of `room`: `PREFIX:room:NAME`.
+    pub(super) fn channel(&self, room: &str) -> Arc<str> {
+        let mut channel = String::with_capacity(self.channel_prefix.len() + room.len());
+        channel.push_str(&self.channel_prefix);
+        channel.push_str(room);
+        Arc::from(channel)
+    }
+
+    /// The room of a channel of this prefix.
+    pub(super) fn room_of<'a>(&self, channel: &'a [u8]) -> Option<&'a str> {
+        let room = channel.strip_prefix(self.channel_prefix.as_bytes())?;
+        std::str::from_utf8(room).ok()
+    }
+
+    pub(super) fn attach(&self, sink: RemoteSink) {
+        *lock(&self.sink) = Some(sink);
+    }
+
+    /// Queues a broadcast (never waits); the oldest queued one goes when the outbox is full.
+    pub(super) fn publish(&self, room: &str, message: &Message) {
+        let draft = wire::draft(&self.node_id, self.instance, message);
+        let channel = self.channel(room);
+        {
+            let mut outbox = lock(&self.outbox);
+            let seq = outbox.next_seq;
+            outbox.next_seq += 1;
+            outbox.queue.push_back(Outgoing {
+                channel,
+                payload: draft.finish(seq),
+            });
+            self.trim(&mut outbox);
+        }
+        self.wake.notify_one();
+    }
+
+    /// Drops the oldest broadcasts beyond the capacity, counted and (at most once a second)
+    /// logged.
+    fn trim(&self, outbox: &mut Outbox) {
+        let mut dropped = 0u64;
+        while outbox.queue.len() > self.capacity {
+            outbox.queue.pop_front();
+            dropped += 1;
+        }
+        if dropped == 0 {
+            return;
+        }
+        let total = self
+            .counters
+            .buffer_dropped
+            .fetch_add(dropped, Ordering::Relaxed)
+            + dropped;
+        outbox.unreported += dropped;
+        let now = Instant::now();
+        let due = outbox
+            .last_warning
+            .is_none_or(|last| now.duration_since(last) >= DROP_WARNING_EVERY);
+        if due {
+            tracing::warn!(
+                node = %self.node_id,
+                dropped = outbox.unreported,
+                total_dropped = total,
+                capacity = self.capacity,
+                healthy = self.is_healthy(),
+                "backplane buffer full: dropped the oldest broadcasts (other nodes will not get them)"
+            );
+            outbox.unreported = 0;
+            outbox.last_warning = Some(now);
+        }
+    }
+
+    /// Logs the drops that the last warning did not count yet (called when the connection
+    /// is back, so that the end of an outage never hides any).
+    pub(super) fn report_drops(&self) {
+        let mut outbox = lock(&self.outbox);
+        if outbox.unreported > 0 {
+            tracing::warn!(
+                node = %self.node_id,
+                dropped = outbox.unreported,
+                total_dropped = self.counters.buffer_dropped.load(Ordering::Relaxed),
+                capacity = self.capacity,
+                "backplane buffer was full: dropped the oldest broadcasts (other nodes will not get them)"
+            );
+            outbox.unreported = 0;
+            outbox.last_warning = Some(Instant::now());
+        }
+    }
+
+    /// Up to `max` queued broadcasts (and at most about `max_bytes`), oldest first.
+    pub(super) fn take_batch(&self, max: usize, max_bytes: usize) -> Vec<Outgoing> {
+        let mut outbox = lock(&self.outbox);
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        while batch.len() < max && bytes < max_bytes {
+            let Some(outgoing) = outbox.queue.pop_front() else {
+                break;
+            };
+            bytes += outgoing.payload.len();
+            batch.push(outgoing);
+        }
+        batch
+    }
+
+    /// Puts broadcasts that were not published back at the front, in their order.
+    pub(super) fn requeue(&self, unsent: Vec<Outgoing>) {
+        if unsent.is_empty() {
+            return;
+        }
+        let mut outbox = lock(&self.outbox);
+        for outgoing in unsent.into_iter().rev() {
+            outbox.queue.push_front(outgoing);
+        }
+        self.trim(&mut outbox);
+    }
+
+    pub(super) fn has_queued(&self) -> bool {
+        !lock(&self.outbox).queue.is_empty()
+    }
+
+    pub(super) fn want(&self, room: &str, wanted: bool) {
+        {
+            let mut rooms = lock(&self.rooms);
+            let room: Arc<str> = Arc::from(room);
+            if wanted {
+                rooms.wanted.insert(Arc::clone(&room));
+            } else {
+                rooms.wanted.remove(&room);
+            }
+            rooms.changed.insert(room);
+        }
+        self.wake.notify_one();
+    }
+
+    /// Marks `room` for the task to look at again (Redis dropped its subscription).
+    pub(super) fn recheck(&self, room: &str) {
+        lock(&self.rooms).changed.insert(Arc::from(room));
+    }
+
+    /// The wanted rooms: all of them (`all`), or those that changed since the last call; with
+    /// whether each is wanted.
+    pub(super) fn room_changes(&self, all: bool) -> Vec<(Arc<str>, bool)> {
+        let mut rooms = lock(&self.rooms);
+        let changed = std::mem::take(&mut rooms.changed);
+        if all {
+            return rooms
+                .wanted
+                .iter()
+                .map(|room| (Arc::clone(room), true))
+                .collect();
+        }
+        changed
+            .into_iter()
+            .map(|room| {
+                let wanted = rooms.wanted.contains(&room);
+                (room, wanted)
+            })
+            .collect()
+    }
+
+    pub(super) fn is_wanted(&self, room: &str) -> bool {
+        lock(&self.rooms).wanted.contains(room)
+    }
+
+    pub(super) fn set_subscribed(&self, rooms: &HashSet<Arc<str>>) {
+        let mut names: Vec<String> = rooms.iter().map(|room| room.to_string()).collect();
+        names.sort();
+        *lock(&self.subscribed) = names;
+    }
+
+    pub(super) fn subscribed(&self) -> Vec<String> {
+        lock(&self.subscribed).clone()
+    }
+
+    pub(super) fn forget(&self, room: &str) {
+        lock(&self.dedupe).forget(room);
+    }
+
+    /// Handles a push message of the session numbered `generation`.
+    pub(super) fn on_push(
+        &self,
+        generation: u64,
+        info: PushInfo,
+        control: &UnboundedSender<(u64, Control)>,
+    ) {
+        let mut data = info.data.into_iter();
+        match info.kind {
+            PushKind::Message | PushKind::SMessage => {
+                if let (Some(Value::BulkString(channel)), Some(Value::BulkString(payload))) =
+                    (data.next(), data.next())
+                {
+                    self.deliver(&channel, Bytes::from(payload));
+                }
+            }
+            PushKind::Unsubscribe | PushKind::SUnsubscribe => {
+                if let Some(Value::BulkString(channel)) = data.next() {
+                    let _ = control.send((generation, Control::Dropped(channel)));
+                }
+            }
+            PushKind::Disconnection => {
+                let _ = control.send((generation, Control::Lost));
+            }
+            _ => {}
+        }
+    }
+
+    /// Hands a broadcast from another node to the hub.
+    fn deliver(&self, channel: &[u8], payload: Bytes) {
+        let Some(room) = self.room_of(channel) else {
+            return;
+        };
+        let envelope = match wire::decode(payload) {
+            Ok(envelope) => envelope,
+            Err(malformed) => {
+                self.count_error();
+                tracing::warn!(node = %self.node_id, room, "unreadable message on the backplane: {malformed}");
+                return;
+            }
+        };
+        if envelope.instance == self.instance {
+            return; // Our own broadcast: its local members had it already.
+        }
+        if envelope.node_id == self.node_id && !self.warned_same_id.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                node = %self.node_id,
+                "another node publishes with this node's id: give each node its own --node-id"
+            );
+        }
+        if !lock(&self.dedupe).is_new(envelope.instance, room, envelope.seq) {
+            return; // Published again after a lost connection: delivered already.
+        }
+        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        let sink = lock(&self.sink).clone();
+        if let Some(sink) = sink {
+            sink(room, envelope.message);
+        }
+    }
+
+    pub(super) fn count_error(&self) {
+        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn count_reconnect(&self) {
+        self.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn count_published(&self, count: u64) {
+        self.counters.published.fetch_add(count, Ordering::Relaxed);
+    }
+
+    pub(super) fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::Release);
+    }
+
+    pub(super) fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+
+    pub(super) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.set_healthy(false);
+        self.wake.notify_one();
+    }
+
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    pub(super) fn stats(&self) -> BackplaneStats {
+        BackplaneStats {
+            healthy: self.is_healthy(),
+            errors: self.counters.errors.load(Ordering::Relaxed),
+            reconnects: self.counters.reconnects.load(Ordering::Relaxed),
+            published: self.counters.published.load(Ordering::Relaxed),
+            received: self.counters.received.load(Ordering::Relaxed),
+            buffered: lock(&self.outbox).queue.len(),
+            buffer_dropped: self.counters.buffer_dropped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::indexing_slicing, clippy::unwrap_used)] // Tests may panic: that is how they fail.
+
+    use super::*;
+
+    #[test]
+    fn channels_are_namespaced_by_the_prefix() {
+        let shared = Shared::new("n".to_owned(), 1, "room", 4);
+        assert_eq!(&*shared.channel("lobby"), "room:room:lobby");
+        assert_eq!(&*shared.presence_channel(), "room:nodes");
+        assert_eq!(shared.room_of(b"room:room:lobby"), Some("lobby"));
+        assert_eq!(shared.room_of(b"other:room:lobby"), None);
+        assert_eq!(shared.room_of(b"room:nodes"), None);
+    }
+
+    #[test]
+    fn a_full_outbox_drops_the_oldest_and_counts() {
+        let shared = Shared::new("n".to_owned(), 1, "t", 2);
+        for text in ["a", "b", "c"] {
+            shared.publish("lobby", &Message::text(text));
+        }
+        let stats = shared.stats();
+        assert_eq!((stats.buffered, stats.buffer_dropped), (2, 1));
+        let batch = shared.take_batch(10, usize::MAX);
+        let seqs: Vec<u64> = batch
+            .iter()
+            .map(|outgoing| wire::decode(outgoing.payload.clone()).unwrap().seq)
+            .collect();
+        assert_eq!(seqs, [1, 2], "the oldest (0) went");
+        shared.publish("lobby", &Message::text("d"));
+        shared.requeue(batch);
+        let seqs: Vec<u64> = shared
+            .take_batch(10, usize::MAX)
+            .iter()
+            .map(|outgoing| wire::decode(outgoing.payload.clone()).unwrap().seq)
+            .collect();
+        assert_eq!(seqs, [2, 3], "requeued in front, the oldest dropped again");
+        assert_eq!(shared.stats().buffer_dropped, 2);
+    }
+}
