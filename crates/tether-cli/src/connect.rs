@@ -541,25 +541,16 @@ fn report_error(error: &Error) {
 /// The name of a close code: the standard names, the registry's for application codes.
 fn close_name(code: u16) -> &'static str {
     match code {
-        1000 => "normal closure",
-        1001 => "going away",
-        1002 => "protocol error",
-        1003 => "unsupported data",
         1005 => "no status",
         1006 => "abnormal closure",
-        1007 => "invalid payload",
-        1008 => "policy violation",
-        1009 => "message too big",
-        1010 => "mandatory extension",
-        1011 => "internal error",
-        1012 => "service restart",
-        1013 => "try again later",
-        1014 => "bad gateway",
         4000..=4999 => Registry::default()
             .get(code)
             .map_or("application code", |registered| registered.name),
         3000..=3999 => "application code",
-        _ => "reserved code",
+        _ => tether::CloseCode::new(code)
+            .ok()
+            .and_then(tether::CloseCode::name)
+            .unwrap_or("reserved code"),
     }
 }
 

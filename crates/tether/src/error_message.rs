@@ -107,9 +107,9 @@ fn push_json_string(out: &mut String, text: &str) {
     out.push('"');
 }
 
-/// Formats a time as RFC 3339 in UTC with second precision, e.g. `2025-08-04T12:00:00Z`.
-/// Times before 1970 are shown as the epoch.
-pub(crate) fn rfc3339(time: SystemTime) -> String {
+/// Formats a time as RFC 3339 in UTC with second precision, e.g. `2025-08-04T12:00:00Z`
+/// (the `meta.timestamp` of error messages). Times before 1970 are shown as the epoch.
+pub fn rfc3339(time: SystemTime) -> String {
     let seconds = time
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_secs());
@@ -122,6 +122,16 @@ pub(crate) fn rfc3339(time: SystemTime) -> String {
         of_day / 60 % 60,
         of_day % 60
     )
+}
+
+/// As [`rfc3339`] with milliseconds, e.g. `2025-08-04T12:00:00.123Z`.
+pub fn rfc3339_millis(time: SystemTime) -> String {
+    let millis = time
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.subsec_millis());
+    let seconds = rfc3339(time);
+    let stem = seconds.strip_suffix('Z').unwrap_or(&seconds);
+    format!("{stem}.{millis:03}Z")
 }
 
 /// The proleptic Gregorian date of a day count since 1970-01-01 (the civil-from-days
@@ -208,5 +218,12 @@ mod tests {
         ] {
             assert_eq!(rfc3339(at(seconds)), expected, "{seconds}");
         }
+    }
+
+    #[test]
+    fn millisecond_timestamps_keep_three_digits() {
+        let at = UNIX_EPOCH + Duration::from_millis(1_754_308_800_007);
+        assert_eq!(rfc3339_millis(at), "2025-08-04T12:00:00.007Z");
+        assert_eq!(rfc3339(at), "2025-08-04T12:00:00Z");
     }
 }

@@ -3,7 +3,7 @@
 //! writing the server's messages, keys in the order the spec shows them.
 
 use std::fmt::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 use tether::Message;
@@ -257,7 +257,7 @@ pub(crate) fn chat_message(room: &str, from: &str, text: &str, at: SystemTime) -
         .text("room", room)
         .text("from", from)
         .text("text", text)
-        .text("ts", &rfc3339_millis(at))
+        .text("ts", &tether::error_message::rfc3339_millis(at))
         .done()
 }
 
@@ -310,45 +310,11 @@ fn push_json_string(out: &mut String, text: &str) {
     out.push('"');
 }
 
-/// RFC 3339 in UTC with milliseconds, e.g. `2025-08-04T12:00:00.123Z`.
-pub(crate) fn rfc3339_millis(time: SystemTime) -> String {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let seconds = since.as_secs();
-    let (year, month, day) = civil_from_days(seconds / 86_400);
-    let of_day = seconds % 86_400;
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        of_day / 3600,
-        of_day / 60 % 60,
-        of_day % 60,
-        since.subsec_millis()
-    )
-}
-
-/// The Gregorian date of a day count since 1970-01-01 (civil-from-days: 400-year eras,
-/// years starting in March).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let day_of_era = z % 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    (year_of_era + era * 400 + u64::from(month <= 2), month, day)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::indexing_slicing, clippy::unwrap_used)] // Tests may panic: that is how they fail.
 
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
 
@@ -458,7 +424,10 @@ mod tests {
             r#"{"type":"rooms","rooms":[{"name":"lobby","members":1},{"name":"random","members":0}]}"#
         );
         let at = UNIX_EPOCH + Duration::from_millis(1_754_308_800_123);
-        assert_eq!(rfc3339_millis(at), "2025-08-04T12:00:00.123Z");
+        assert_eq!(
+            tether::error_message::rfc3339_millis(at),
+            "2025-08-04T12:00:00.123Z"
+        );
         let message = chat_message("lobby", "ann", "<b>\u{1}", at);
         assert_eq!(
             message,
