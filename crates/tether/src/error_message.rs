@@ -39,6 +39,22 @@ impl ErrorMessage {
         }
     }
 
+    /// An error message answering the client message `request_id`, or with a generated id
+    /// when there is none (without generating one that would be replaced).
+    pub(crate) fn answering(
+        code: u16,
+        message: impl Into<String>,
+        request_id: Option<&str>,
+    ) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            retry_after: None,
+            request_id: request_id.map_or_else(generated_request_id, str::to_owned),
+            timestamp: SystemTime::now(),
+        }
+    }
+
     /// This message with the request id of the client message that caused it.
     pub fn with_request_id(mut self, request_id: impl Into<String>) -> Self {
         self.request_id = request_id.into();
@@ -88,8 +104,10 @@ fn generated_request_id() -> String {
         })
 }
 
-/// Appends `text` as a JSON string literal.
-fn push_json_string(out: &mut String, text: &str) {
+/// Appends `text` as a JSON string literal, for code that writes JSON in a fixed key order
+/// (as this module does). U+2028 and U+2029 are escaped too: valid JSON, but older
+/// JavaScript parsers reject them raw.
+pub fn push_json_string(out: &mut String, text: &str) {
     out.push('"');
     for ch in text.chars() {
         match ch {
@@ -98,7 +116,9 @@ fn push_json_string(out: &mut String, text: &str) {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            control if u32::from(control) < 0x20 => {
+            control
+                if u32::from(control) < 0x20 || control == '\u{2028}' || control == '\u{2029}' =>
+            {
                 let _ = write!(out, "\\u{:04x}", u32::from(control));
             }
             other => out.push(other),

@@ -54,11 +54,14 @@ impl Heartbeat {
         heartbeat
     }
 
-    /// Notes a message; returns the time, for the rate limiter.
-    pub(crate) fn on_message(&mut self) -> Instant {
-        let now = Instant::now();
+    /// Notes a message that arrived at `now` (for the idle timeout).
+    pub(crate) fn on_message(&mut self, now: Instant) {
         self.last_message = now;
-        now
+    }
+
+    /// Whether an idle (read) timeout is running, so message times matter.
+    pub(crate) fn tracks_idle(&self) -> bool {
+        self.idle.is_some()
     }
 
     /// Polls the timer; ready when a deadline (ping, pong, idle) has come.

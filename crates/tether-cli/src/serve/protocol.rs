@@ -5,6 +5,8 @@
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
+use tether::error_message::push_json_string;
+
 use serde_json::{Map, Value};
 use tether::Message;
 use tether::server::AppError;
@@ -287,27 +289,6 @@ fn json_string(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     push_json_string(&mut out, text);
     out
-}
-
-fn push_json_string(out: &mut String, text: &str) {
-    out.push('"');
-    for ch in text.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            // U+2028/2029 are valid JSON but break some JavaScript parsers: escape them too.
-            control
-                if u32::from(control) < 0x20 || control == '\u{2028}' || control == '\u{2029}' =>
-            {
-                let _ = write!(out, "\\u{:04x}", u32::from(control));
-            }
-            other => out.push(other),
-        }
-    }
-    out.push('"');
 }
 
 #[cfg(test)]

@@ -201,14 +201,7 @@ impl Session {
             None => error,
         };
         let code = error.code();
-        // The bytes of the message the framework writes: the same fields (a generated
-        // request id and a timestamp have fixed lengths).
-        let mut shape = tether::error_message::ErrorMessage::new(code, error.message());
-        if let Some(id) = error.request_id() {
-            shape = shape.with_request_id(id);
-        }
-        let bytes = shape.to_json().len();
-        if socket.send_error(error).await.is_ok() {
+        if let Ok(bytes) = socket.send_error(error).await {
             self.app.metrics.sent(bytes);
             self.app.metrics.error_message(code);
         }

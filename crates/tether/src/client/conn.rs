@@ -1,7 +1,7 @@
 //! `Client`: an open client connection with the heartbeat and the read and write timeouts
 //! built in, and `ClientSender`, its cloneable sending half for other tasks.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::sync::{Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -35,7 +35,6 @@ pub struct Client {
     receiver: Mutex<Receiver<MaybeTlsStream>>,
     sender: ClientSender,
     heartbeat: Heartbeat,
-    read_timeout: Option<Duration>,
     protocol: Option<String>,
 }
 
@@ -66,7 +65,6 @@ impl Client {
                 write_timeout: liveness.write_timeout,
             },
             heartbeat,
-            read_timeout: liveness.read_timeout,
             protocol,
         }
     }
@@ -98,8 +96,8 @@ impl Client {
             let heartbeat = &mut self.heartbeat;
             match poll_fn(|cx| poll_next(receiver, heartbeat, cx)).await {
                 Next::Message(message) => {
-                    if self.read_timeout.is_some() {
-                        self.heartbeat.on_message();
+                    if self.heartbeat.tracks_idle() {
+                        self.heartbeat.on_message(Instant::now());
                     }
                     return Some(Ok(message));
                 }
@@ -198,13 +196,17 @@ impl ClientSender {
     ///   server did not take the message in time (its receive buffer stayed full).
     /// - [`ErrorKind::Io`](crate::ErrorKind::Io).
     pub async fn send(&self, message: impl Into<Message>) -> Result<(), Error> {
-        let send = self.sender.send(message.into());
-        match self.write_timeout {
-            Some(timeout) => tokio::time::timeout(timeout, send)
-                .await
-                .map_err(|_| Error::timeout(TimeoutPhase::Write))?,
-            None => send.await,
+        let mut send = std::pin::pin!(self.sender.send(message.into()));
+        let Some(timeout) = self.write_timeout else {
+            return send.await;
+        };
+        // Most sends finish at once: the timer is only armed for one that has to wait.
+        if let Poll::Ready(done) = poll_fn(|cx| Poll::Ready(send.as_mut().poll(cx))).await {
+            return done;
         }
+        tokio::time::timeout(timeout, send)
+            .await
+            .map_err(|_| Error::timeout(TimeoutPhase::Write))?
     }
 
     /// Starts closing with `frame`; the receiving task finishes the close handshake.

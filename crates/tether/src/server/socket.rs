@@ -135,7 +135,12 @@ impl Socket {
             let polled = poll_fn(|cx| poll_event(receiver, heartbeat, cx)).await;
             match polled {
                 Polled::Message(message) => {
-                    let now = self.heartbeat.on_message();
+                    // The clock is read only when the idle timeout or the rate limit needs it.
+                    if self.limiter.is_none() && !self.heartbeat.tracks_idle() {
+                        return Ok(Some(message));
+                    }
+                    let now = Instant::now();
+                    self.heartbeat.on_message(now);
                     let Some(limiter) = self.limiter.as_mut() else {
                         return Ok(Some(message));
                     };
@@ -195,14 +200,15 @@ impl Socket {
     }
 
     /// Sends a structured error message; for a fatal code, closes the connection after it
-    /// (with the same code, or 1011 for 5000). See [`SocketSender::send_error`].
+    /// (with the same code, or 1011 for 5000). Returns the message's size in bytes. See
+    /// [`SocketSender::send_error`].
     ///
     /// # Errors
     /// As [`Socket::send`].
     pub fn send_error(
         &self,
         error: AppError,
-    ) -> impl Future<Output = Result<(), Error>> + Send + '_ {
+    ) -> impl Future<Output = Result<usize, Error>> + Send + '_ {
         self.sender.send_error(error)
     }
 
@@ -219,7 +225,7 @@ impl Socket {
     {
         let error = error.into();
         match self.sender.ctx.settings.error_handlers.outcome(&*error) {
-            Outcome::Message(app) => self.send_error(app).await,
+            Outcome::Message(app) => self.send_error(app).await.map(drop),
             Outcome::Close(close) => self.close_with(close).await,
             Outcome::Internal => {
                 log_internal(&self.sender.ctx, &error_chain(&*error));
@@ -447,20 +453,22 @@ impl SocketSender {
     /// the same code (1011 for 5000) and the message as the reason; the close handshake is
     /// finished by whoever is receiving. Unregistered codes are recoverable.
     ///
+    /// Returns the size in bytes of the message sent (for metrics).
+    ///
     /// # Errors
     /// As [`Socket::send`].
-    pub async fn send_error(&self, error: AppError) -> Result<(), Error> {
+    pub async fn send_error(&self, error: AppError) -> Result<usize, Error> {
         let registered = self.ctx.settings.codes.get(error.code());
         let fatal = registered.is_some_and(|code| code.severity == Severity::Fatal);
-        let mut message = ErrorMessage::new(error.code(), error.message());
-        if let Some(id) = error.request_id() {
-            message = message.with_request_id(id);
-        }
+        let mut message =
+            ErrorMessage::answering(error.code(), error.message(), error.request_id());
         if let Some(delay) = error.retry_after() {
             message = message.with_retry_after(delay);
         }
         tracing::debug!(code = error.code(), request_id = %message.request_id, fatal, "sending an error message");
-        self.sender.send(Message::text(message.to_json())).await?;
+        let json = message.to_json();
+        let sent = json.len();
+        self.sender.send(Message::text(json)).await?;
         if fatal {
             let close_code = registered.map_or(CloseCode::INTERNAL_ERROR, |code| code.close_code());
             let reason = if close_code == CloseCode::INTERNAL_ERROR {
@@ -472,7 +480,7 @@ impl SocketSender {
                 .close(Some(CloseFrame::new(close_code, reason)))
                 .await?;
         }
-        Ok(())
+        Ok(sent)
     }
 
     /// Starts closing with `code` and `reason`; the receiving side finishes the handshake.

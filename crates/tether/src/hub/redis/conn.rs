@@ -255,25 +255,36 @@ impl Session {
         }
     }
 
-    /// How many connections subscribe to `channel` now (all nodes of a cluster).
-    pub(super) async fn subscribers(&mut self, channel: &str) -> RedisResult<u64> {
-        let value = match self {
+    /// How many connections subscribe to `channel` now (all nodes of a cluster); `None` when
+    /// the answer was lost this time. The count is advisory: when the server pushes a
+    /// `sunsubscribe` (a slot moved) while the command is in flight, the crate hands the push
+    /// over as the command's reply (an unexpected return type). That is not a broken
+    /// connection, so it must not count as an error or cause a reconnect.
+    pub(super) async fn subscribers(&mut self, channel: &str) -> RedisResult<Option<u64>> {
+        let reply = match self {
             Self::Single(connection) => {
                 ::redis::cmd("PUBSUB")
                     .arg("NUMSUB")
                     .arg(channel)
                     .query_async::<Value>(connection)
-                    .await?
+                    .await
             }
             Self::Cluster(connection) => {
                 ::redis::cmd("PUBSUB")
                     .arg("SHARDNUMSUB")
                     .arg(channel)
                     .query_async::<Value>(connection)
-                    .await?
+                    .await
             }
         };
-        Ok(count_in(&value, channel.as_bytes()))
+        match reply {
+            Ok(value) => Ok(Some(count_in(&value, channel.as_bytes()))),
+            Err(error) if error.kind() == ::redis::ErrorKind::UnexpectedReturnType => {
+                tracing::debug!(%error, "a push took the place of the subscriber count");
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
     }
 }
 

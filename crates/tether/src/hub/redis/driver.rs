@@ -221,7 +221,9 @@ impl Driver {
             );
         }
         if gate.is_none() {
-            self.nodes = Some(session.subscribers(&presence).await?);
+            if let Some(count) = session.subscribers(&presence).await? {
+                self.nodes = Some(count);
+            }
         }
         self.shared.report_drops();
         let mut next_ping = Instant::now() + self.settings.ping_interval;
@@ -254,7 +256,9 @@ impl Driver {
             if Instant::now() >= next_ping {
                 session.ping(self.settings.timeouts.response).await?;
                 if gate.is_none() {
-                    self.nodes = Some(session.subscribers(&presence).await?);
+                    if let Some(count) = session.subscribers(&presence).await? {
+                        self.nodes = Some(count);
+                    }
                 }
                 next_ping = Instant::now() + self.settings.ping_interval;
             }
@@ -402,8 +406,9 @@ impl Driver {
     ) -> RedisResult<bool> {
         let mut back = true;
         if let Some(expected) = gate.nodes {
+            // An answer lost to a push counts as "not yet": the gate asks again.
             let present = session.subscribers(presence).await?;
-            back = present >= expected;
+            back = present.is_some_and(|present| present >= expected);
         }
         let now = Instant::now();
         gate.next_poll = now + GATE_POLL;
