@@ -4,8 +4,8 @@
 //! message back until the suite closes it, then asks the suite to write its reports.
 
 use clap::Args;
-use tether::Config;
 use tether::client::{ClientConfig, connect_with};
+use tether::{CloseCode, Config};
 
 /// Options of `tether autobahn-client`.
 #[derive(Debug, Args)]
@@ -32,10 +32,11 @@ pub(crate) fn run(args: &AutobahnArgs) -> Result<(), String> {
 async fn drive(args: &AutobahnArgs) -> Result<(), String> {
     // The suite judges exactly what the client sends: no heartbeat pings, no proxy from the
     // environment, no write deadline on its 16 MiB cases.
-    let mut config = ClientConfig::default()
-        .with_transport(Config::default().with_max_message_size(args.max_message_size));
-    config.ping_interval = None;
-    config.write_timeout = None;
+    let mut config = ClientConfig::default().with_transport(
+        Config::default()
+            .with_max_message_size(args.max_message_size)
+            .with_ping_interval(None),
+    );
     config.proxy = tether::client::ProxyConfig::Direct;
     let base = args.url.trim_end_matches('/');
 
@@ -44,13 +45,13 @@ async fn drive(args: &AutobahnArgs) -> Result<(), String> {
         .await
         .map_err(|error| format!("cannot reach the fuzzing server at {count_url}: {error}"))?;
     let count: u32 = match socket.recv().await {
-        Some(Ok(message)) => message
+        Ok(Some(message)) => message
             .as_text()
             .and_then(|text| text.trim().parse().ok())
             .ok_or_else(|| format!("expected a case count, found {message:?}"))?,
         other => return Err(format!("expected a case count, found {other:?}")),
     };
-    let _ = socket.close(None).await;
+    let _ = socket.close(CloseCode::NORMAL, "").await;
     println!("running {count} cases as agent {:?}", args.agent);
 
     for case in 1..=count {
@@ -62,14 +63,9 @@ async fn drive(args: &AutobahnArgs) -> Result<(), String> {
                 continue;
             }
         };
-        while let Some(received) = socket.recv().await {
-            match received {
-                Ok(message) => {
-                    if socket.send(message).await.is_err() {
-                        break;
-                    }
-                }
-                Err(_) => break,
+        while let Ok(Some(message)) = socket.recv().await {
+            if socket.send(message).await.is_err() {
+                break;
             }
         }
     }
@@ -78,7 +74,7 @@ async fn drive(args: &AutobahnArgs) -> Result<(), String> {
     let (mut socket, _) = connect_with(&report_url, &config)
         .await
         .map_err(|error| format!("cannot ask for the reports at {report_url}: {error}"))?;
-    while socket.recv().await.is_some() {}
+    while let Ok(Some(_)) = socket.recv().await {}
     println!("reports updated");
     Ok(())
 }

@@ -18,11 +18,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use tether::client::{
-    Client, ClientBuilder, ClientSender, Event, Proxy, Reconnect, Runner, TlsConfig,
-};
+use tether::client::{ClientBuilder, Event, Proxy, Reconnect, Runner, TlsConfig};
 use tether::codes::{Advice, Ending, Registry, retry_advice};
-use tether::{CloseReason, Error, ErrorKind, Message, Side, TimeoutPhase};
+use tether::{CloseInfo, CloseReason, Error, ErrorKind, Message, Sender, Side, TimeoutPhase};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -73,6 +71,11 @@ pub(crate) struct ConnectArgs {
     /// read and change the traffic. For testing against self-signed servers only.
     #[arg(long)]
     insecure: bool,
+    /// Seconds for the whole connect: resolving, dialing (through the proxy), TLS and the
+    /// opening handshake; past it the run fails with a timeout naming the phase it was in
+    /// (exit status 3) [default: 10].
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    connect_timeout: Option<Duration>,
     /// Seconds between pings that check the server is alive (0: no pings) [default: 20].
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     ping_interval: Option<Duration>,
@@ -176,7 +179,7 @@ pub(crate) fn run(args: &ConnectArgs) -> ExitCode {
 }
 
 fn builder(args: &ConnectArgs) -> Result<ClientBuilder, Error> {
-    let mut builder = Client::builder();
+    let mut builder = ClientBuilder::new();
     for (name, value) in &args.headers {
         builder = builder.header(name.clone(), value.clone());
     }
@@ -195,29 +198,24 @@ fn builder(args: &ConnectArgs) -> Result<ClientBuilder, Error> {
     if args.insecure {
         builder = builder.tls(TlsConfig::DangerousAcceptAnyCertificate);
     }
+    if let Some(timeout) = args.connect_timeout {
+        builder = builder.connect_timeout(timeout);
+    }
     if let Some(interval) = args.ping_interval {
         builder = builder.ping_interval((!interval.is_zero()).then_some(interval));
     }
     Ok(builder)
 }
 
-/// A close line waiting for the event after it, which tells a missing code apart: 1006 when
-/// an abnormal-closure error follows, 1005 otherwise.
-struct PendingClose {
-    code: Option<u16>,
-    reason: String,
-    initiated_by: Side,
-}
-
 /// The state of one `tether connect` run.
 struct Session<'a> {
     args: &'a ConnectArgs,
     /// The sender of the open connection.
-    sender: Option<ClientSender>,
+    sender: Option<Sender>,
     /// Counts connections, so that a script finishing on an old one is ignored.
     generation: u64,
     /// Hands the open connection's sender to the standard input writer.
-    writer_slot: watch::Sender<Option<ClientSender>>,
+    writer_slot: watch::Sender<Option<Sender>>,
     /// Whether every line of standard input has been sent.
     input_done: bool,
     interactive: bool,
@@ -227,7 +225,6 @@ struct Session<'a> {
     stopping: Option<bool>,
     /// The status of the last failure, for a stop while reconnecting.
     last: Option<Status>,
-    pending_close: Option<PendingClose>,
     reconnects: u32,
 }
 
@@ -283,7 +280,6 @@ async fn session(args: &ConnectArgs) -> Status {
         deadline: None,
         stopping: None,
         last: None,
-        pending_close: None,
         reconnects: 0,
     };
     loop {
@@ -327,13 +323,11 @@ impl Session<'_> {
         url: &str,
         script_sent: &mpsc::UnboundedSender<u64>,
     ) -> Option<Status> {
+        // An abnormal closure was already told by its close line.
         let abnormal = match &event {
             Event::Error(error) | Event::Stopped(Some(error)) => error.is_abnormal_closure(),
             _ => false,
         };
-        if let Some(close) = self.pending_close.take() {
-            print_close(close, abnormal);
-        }
         match event {
             Event::Open { sender, response } => {
                 let protocol = response
@@ -363,19 +357,11 @@ impl Session<'_> {
                 self.writer_slot.send_replace(Some(sender));
             }
             Event::Message(message) => print_message(&message),
-            Event::Close {
-                code,
-                reason,
-                initiated_by,
-            } => {
+            Event::Close(info) => {
                 self.sender = None;
                 self.deadline = None;
                 self.writer_slot.send_replace(None);
-                self.pending_close = Some(PendingClose {
-                    code,
-                    reason,
-                    initiated_by,
-                });
+                print_close(&info);
             }
             Event::Error(error) => {
                 self.last = Some(Status::of_error(&error));
@@ -435,7 +421,7 @@ impl Session<'_> {
 
 /// Sends the `-x` messages on one connection, then says so.
 async fn send_script(
-    sender: ClientSender,
+    sender: Sender,
     script: Vec<String>,
     generation: u64,
     sent: mpsc::UnboundedSender<u64>,
@@ -471,7 +457,7 @@ fn read_stdin() -> mpsc::UnboundedReceiver<String> {
 /// says when every line has been sent.
 async fn write_stdin(
     mut lines: mpsc::UnboundedReceiver<String>,
-    mut slot: watch::Receiver<Option<ClientSender>>,
+    mut slot: watch::Receiver<Option<Sender>>,
     done: mpsc::UnboundedSender<()>,
 ) {
     while let Some(line) = lines.recv().await {
@@ -492,13 +478,13 @@ async fn write_stdin(
     let _ = done.send(());
 }
 
-fn print_close(close: PendingClose, abnormal: bool) {
-    let code = close.code.unwrap_or(if abnormal { 1006 } else { 1005 });
-    match close.reason.as_str() {
+fn print_close(info: &CloseInfo) {
+    let code = info.reason.display_code();
+    match info.reason.reason() {
         "" => println!("closed: {code} {}", close_name(code)),
         text => println!("closed: {code} {}: {text}", close_name(code)),
     }
-    if close.initiated_by == Side::Remote || code == 1006 {
+    if info.initiated_by == Side::Remote || info.is_abnormal() {
         if let Some(hint) = close_hint(code) {
             eprintln!("hint: {hint}");
         }

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use clap::Args;
-use tether::server::{Accept, ServerConfig, accept_tcp};
+use tether::server::{Accept, ServerConfig, accept};
 use tether::{Config, ErrorKind};
 use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
@@ -44,10 +44,14 @@ async fn serve(args: &EchoArgs) -> Result<(), String> {
     let local = listener.local_addr().map_err(|error| error.to_string())?;
     info!("echo server listening on ws://{local}");
     println!("listening on ws://{local}");
-    // One config shared by every connection's task.
+    // One config shared by every connection's task. No heartbeat: the suite judges every
+    // frame the server sends, and the benchmarks compare with servers that have none.
     let config = std::sync::Arc::new(
-        ServerConfig::default()
-            .with_transport(Config::default().with_max_message_size(args.max_message_size)),
+        ServerConfig::default().with_transport(
+            Config::default()
+                .with_max_message_size(args.max_message_size)
+                .with_ping_interval(None),
+        ),
     );
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -61,18 +65,19 @@ async fn serve(args: &EchoArgs) -> Result<(), String> {
         };
         let config = std::sync::Arc::clone(&config);
         tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
             // The request is not needed after the handshake: drop it at once.
-            let (mut socket, _) = match accept_tcp(stream, &config, |_| Ok(Accept::default())).await
-            {
+            let (mut socket, _) = match accept(stream, &config, |_| Ok(Accept::default())).await {
                 Ok(accepted) => accepted,
                 Err(error) => {
                     debug!(%peer, %error, "handshake failed");
                     return;
                 }
             };
-            while let Some(received) = socket.recv().await {
-                let message = match received {
-                    Ok(message) => message,
+            loop {
+                let message = match socket.recv().await {
+                    Ok(Some(message)) => message,
+                    Ok(None) => break,
                     Err(error) => {
                         match error.kind() {
                             ErrorKind::ConnectionClosed => {

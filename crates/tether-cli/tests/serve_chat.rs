@@ -15,8 +15,8 @@ mod harness;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tether::client::Client;
-use tether::{CloseCode, CloseFrame, Message};
+use tether::client::ClientBuilder;
+use tether::{CloseCode, Message};
 
 use harness::{
     Chat, check_error, connect, expect_error, http, is_rfc3339, join_chat, of_type, ping, recv,
@@ -119,7 +119,7 @@ async fn welcome_then_every_protocol_row_echoes_its_id() {
     assert_eq!(recv(&mut late).await["rooms"], json!(["lobby", "random"]));
     // Names are 1-32 characters: anything else is refused before the upgrade.
     let long = "x".repeat(33);
-    let builder = Client::builder().no_proxy();
+    let builder = ClientBuilder::new().no_proxy();
     let error = builder
         .connect(&chat.url(&format!("?name={long}")))
         .await
@@ -461,7 +461,7 @@ async fn tokens_decide_who_connects_under_which_name_and_for_how_long() {
     let file = dir.join("tokens.txt");
     std::fs::write(&file, "# test tokens\nann:tok-ann\n\nbob:tok-bob:1\n").unwrap();
     let chat = Chat::start(&["--tokens", file.to_str().unwrap()]);
-    let builder = Client::builder().no_proxy();
+    let builder = ClientBuilder::new().no_proxy();
 
     let error = builder.connect(&chat.url("?name=ann")).await.unwrap_err();
     let status = error.bad_status().unwrap();
@@ -482,7 +482,7 @@ async fn tokens_decide_who_connects_under_which_name_and_for_how_long() {
     // The token decides the name, whatever ?name= says; the header works as well.
     let (_ann, name) = join_chat(&chat.url("?token=tok-ann&name=mallory")).await;
     assert_eq!(name, "ann");
-    let (with_header, _) = Client::builder()
+    let (with_header, _) = ClientBuilder::new()
         .no_proxy()
         .header("Authorization", "Bearer tok-ann")
         .connect(&chat.url(""))
@@ -572,9 +572,7 @@ async fn metrics_move_with_traffic_and_health_and_page_are_served() {
     assert_eq!(after["tether_slow_consumer_drops_total"], 0.0);
     assert_eq!(after["tether_slow_consumer_disconnects_total"], 0.0);
 
-    c.close(Some(CloseFrame::new(CloseCode::NORMAL, "bye")))
-        .await
-        .unwrap();
+    c.close(CloseCode::NORMAL, "bye").await.unwrap();
     wait_for_metric(
         &chat,
         "tether_closes_total{code=\"1000\",side=\"client\"}",

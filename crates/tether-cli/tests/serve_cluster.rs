@@ -31,7 +31,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tether::client::Client;
+use tether::WebSocket;
 
 use harness::{Chat, WAIT, join_chat, recv_close, scrape, send};
 use redis_support::{RedisCluster, RedisServer, free_port};
@@ -62,7 +62,7 @@ fn node(backplane: &str, id: &str, extra: &[&str]) -> Chat {
 /// A chat client and everything it received that was not a direct reply it waited for.
 struct User {
     name: String,
-    client: Client,
+    client: WebSocket,
     inbox: Vec<Value>,
 }
 
@@ -145,7 +145,7 @@ impl User {
     /// Reads one message into the inbox; false if none came by `deadline`.
     async fn read_until(&mut self, deadline: tokio::time::Instant) -> bool {
         match tokio::time::timeout_at(deadline, self.client.recv()).await {
-            Ok(Some(Ok(message))) => {
+            Ok(Ok(Some(message))) => {
                 let text = message.as_text().expect("a text message");
                 self.inbox.push(serde_json::from_str(text).unwrap());
                 true

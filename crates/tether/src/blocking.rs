@@ -5,21 +5,21 @@
 //! while one thread waits in [`BlockingClient::recv`].
 //!
 //! The connection is served (pings answered, the heartbeat run) only while a call is in
-//! progress, as with the async [`Client`]: a thread that keeps calling `recv` keeps it alive.
+//! progress, as with the async [`WebSocket`]: a thread that keeps calling `recv` keeps it alive.
 //! The blocking API refuses to run on a thread that is inside an async runtime (blocking there
 //! would stall the runtime): use [`crate::client`] there.
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use tether::Message;
+//! use tether::{CloseCode, Message};
 //!
 //! # fn demo() -> Result<(), tether::Error> {
 //! let (mut client, _response) = tether::blocking::connect("ws://127.0.0.1:9000", Duration::from_secs(5))?;
 //! client.send(Message::text("hello"))?;
-//! if let Some(reply) = client.recv_timeout(Duration::from_secs(1)) {
-//!     println!("{:?}", reply?);
+//! if let Some(reply) = client.recv_timeout(Duration::from_secs(1))? {
+//!     println!("{reply:?}");
 //! }
-//! client.close(None)?;
+//! client.close(CloseCode::NORMAL, "bye")?;
 //! # Ok(())
 //! # }
 //! ```
@@ -30,15 +30,15 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tether_proto::{CloseFrame, Message};
+use tether_proto::{CloseCode, Message, Reason};
 use tokio::runtime::Runtime;
 
-use crate::client::{self, Client, ClientConfig, ClientSender, Response};
+use crate::client::{self, ClientConfig, Response};
 use crate::error::{Error, TimeoutPhase};
-use crate::transport::CloseInfo;
+use crate::transport::{CloseInfo, Sender, WebSocket};
 
-/// Connects to `url`; `timeout` bounds each phase of connecting: resolving and dialing, then
-/// the TLS and opening handshakes. The other settings are the defaults of [`ClientConfig`].
+/// Connects to `url`; `timeout` is the deadline over the whole connect (resolving, dialing,
+/// TLS and the opening handshake). The other settings are the defaults of [`ClientConfig`].
 ///
 /// # Errors
 /// As [`client::connect_with`]; [`ErrorKind::Io`](crate::ErrorKind::Io) when called from
@@ -69,7 +69,7 @@ pub fn connect_with(url: &str, config: &ClientConfig) -> Result<(BlockingClient,
 #[derive(Debug)]
 pub struct BlockingClient {
     // Declared first so it is dropped before (this handle on) the runtime.
-    client: Client,
+    client: WebSocket,
     runtime: Arc<Rt>,
 }
 
@@ -77,30 +77,29 @@ pub struct BlockingClient {
 /// also while another thread waits in [`BlockingClient::recv`].
 #[derive(Debug, Clone)]
 pub struct BlockingSender {
-    sender: ClientSender,
+    sender: Sender,
     runtime: Arc<Rt>,
 }
 
 impl BlockingClient {
-    /// Sends a message; see [`ClientSender::send`].
+    /// Sends a message; see [`Sender::send`].
     ///
     /// # Errors
-    /// As [`ClientSender::send`]; [`ErrorKind::Io`](crate::ErrorKind::Io) inside an async
+    /// As [`Sender::send`]; [`ErrorKind::Io`](crate::ErrorKind::Io) inside an async
     /// runtime.
     pub fn send(&self, message: impl Into<Message>) -> Result<(), Error> {
         self.runtime.block_on(self.client.send(message))?
     }
 
-    /// Waits for the next message; `None` once the connection has closed cleanly
-    /// ([`close_info`](Self::close_info) then says how). See [`Client::recv`].
+    /// Waits for the next message; `Ok(None)` once the connection has ended normally
+    /// ([`close_info`](Self::close_info) then says how). See [`WebSocket::recv`].
     ///
     /// # Errors
-    /// As [`Client::recv`]; [`ErrorKind::Io`](crate::ErrorKind::Io) inside an async runtime.
-    pub fn recv(&mut self) -> Option<Result<Message, Error>> {
+    /// As [`WebSocket::recv`]; [`ErrorKind::Io`](crate::ErrorKind::Io) inside an async
+    /// runtime.
+    pub fn recv(&mut self) -> Result<Option<Message>, Error> {
         let Self { client, runtime } = self;
-        runtime
-            .block_on(client.recv())
-            .unwrap_or_else(|error| Some(Err(error)))
+        runtime.block_on(client.recv())?
     }
 
     /// Waits at most `timeout` for the next message. Out of time, returns an
@@ -109,25 +108,25 @@ impl BlockingClient {
     ///
     /// # Errors
     /// As [`recv`](Self::recv), and the timeout.
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Option<Result<Message, Error>> {
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Message>, Error> {
         let Self { client, runtime } = self;
         // The timer is made inside the runtime: it needs the runtime's clock.
         let recv = async move { tokio::time::timeout(timeout, client.recv()).await };
-        match runtime.block_on(recv) {
-            Ok(Ok(next)) => next,
-            Ok(Err(_elapsed)) => Some(Err(Error::timeout(TimeoutPhase::Read))),
-            Err(error) => Some(Err(error)),
+        match runtime.block_on(recv)? {
+            Ok(next) => next,
+            Err(_elapsed) => Err(Error::timeout(TimeoutPhase::Read)),
         }
     }
 
-    /// Closes with `frame` (`None`: without a status) and waits for the server's answer,
-    /// bounded by the close timeout. See [`Client::close`].
+    /// Closes with `code` and `reason` and waits for the server's answer, bounded by the
+    /// close timeout. See [`WebSocket::close`].
     ///
     /// # Errors
-    /// As [`Client::close`]; [`ErrorKind::Io`](crate::ErrorKind::Io) inside an async runtime.
-    pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), Error> {
+    /// As [`WebSocket::close`]; [`ErrorKind::Io`](crate::ErrorKind::Io) inside an async
+    /// runtime.
+    pub fn close(&mut self, code: CloseCode, reason: impl Into<Reason>) -> Result<(), Error> {
         let Self { client, runtime } = self;
-        runtime.block_on(client.close(frame))?
+        runtime.block_on(client.close(code, reason))?
     }
 
     /// How the connection ended, once it has.
@@ -150,23 +149,23 @@ impl BlockingClient {
 }
 
 impl BlockingSender {
-    /// Sends a message; see [`ClientSender::send`].
+    /// Sends a message; see [`Sender::send`].
     ///
     /// # Errors
-    /// As [`ClientSender::send`]; [`ErrorKind::Io`](crate::ErrorKind::Io) inside an async
+    /// As [`Sender::send`]; [`ErrorKind::Io`](crate::ErrorKind::Io) inside an async
     /// runtime.
     pub fn send(&self, message: impl Into<Message>) -> Result<(), Error> {
         self.runtime.block_on(self.sender.send(message))?
     }
 
-    /// Starts closing with `frame`; the receiving thread finishes the close handshake. See
-    /// [`ClientSender::close`].
+    /// Starts closing with `code` and `reason`; the receiving thread finishes the close
+    /// handshake. See [`Sender::close`].
     ///
     /// # Errors
-    /// As [`ClientSender::close`]; [`ErrorKind::Io`](crate::ErrorKind::Io) inside an async
+    /// As [`Sender::close`]; [`ErrorKind::Io`](crate::ErrorKind::Io) inside an async
     /// runtime.
-    pub fn close(&self, frame: Option<CloseFrame>) -> Result<(), Error> {
-        self.runtime.block_on(self.sender.close(frame))?
+    pub fn close(&self, code: CloseCode, reason: impl Into<Reason>) -> Result<(), Error> {
+        self.runtime.block_on(self.sender.close(code, reason))?
     }
 
     /// Whether nothing more can be sent.

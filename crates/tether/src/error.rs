@@ -99,9 +99,8 @@ enum Repr {
     Handshake(HandshakeError),
     Rejected(u16),
     Closed(Option<Message>),
-    Disconnected(CloseInfo),
-    /// The transport ended without a close frame; with the reset that ended it, if any.
-    AbnormalClosure(Option<io::Error>),
+    /// The connection ended; for an abnormal closure, with the reset that ended it, if any.
+    Disconnected(CloseInfo, Option<io::Error>),
     Timeout(TimeoutPhase),
     Address(String, Option<io::Error>),
     BadStatus(BadStatus),
@@ -152,11 +151,16 @@ impl Error {
     /// The connection ended with this close (a close frame from either side, or a transport
     /// that ended without one).
     pub(crate) fn disconnected(info: CloseInfo) -> Self {
-        Self::new(Repr::Disconnected(info))
+        Self::new(Repr::Disconnected(info, None))
     }
 
     pub(crate) fn abnormal_closure() -> Self {
-        Self::new(Repr::AbnormalClosure(None))
+        Self::abnormal(None)
+    }
+
+    fn abnormal(source: Option<io::Error>) -> Self {
+        let info = CloseInfo::new(Side::Remote, CloseReason::Abnormal);
+        Self::new(Repr::Disconnected(info, source))
     }
 
     /// A read failed in a way that means the peer is gone (reset, aborted, broken pipe):
@@ -166,7 +170,7 @@ impl Error {
             io::ErrorKind::ConnectionReset
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::BrokenPipe
-            | io::ErrorKind::UnexpectedEof => Self::new(Repr::AbnormalClosure(Some(error))),
+            | io::ErrorKind::UnexpectedEof => Self::abnormal(Some(error)),
             _ => Self::io(error),
         }
     }
@@ -217,9 +221,7 @@ impl Error {
             },
             Repr::Handshake(_) => ErrorKind::Protocol,
             Repr::Rejected(_) => ErrorKind::Rejected,
-            Repr::Closed(_) | Repr::Disconnected(_) | Repr::AbnormalClosure(_) => {
-                ErrorKind::ConnectionClosed
-            }
+            Repr::Closed(_) | Repr::Disconnected(..) => ErrorKind::ConnectionClosed,
             Repr::Timeout(_) => ErrorKind::Timeout,
             Repr::Address(..) => ErrorKind::Address,
             Repr::BadStatus(_) => ErrorKind::BadStatus,
@@ -244,8 +246,8 @@ impl Error {
         let advice = |ending| retry_advice(ending, &Registry::default(), None) != Advice::Stop;
         match &*self.inner {
             Repr::Protocol(_) | Repr::Handshake(_) | Repr::Rejected(_) | Repr::Tls(..) => false,
-            Repr::Closed(_) | Repr::AbnormalClosure(_) | Repr::Timeout(_) | Repr::Io(_) => true,
-            Repr::Disconnected(info) => advice(match &info.reason {
+            Repr::Closed(_) | Repr::Timeout(_) | Repr::Io(_) => true,
+            Repr::Disconnected(info, _) => advice(match &info.reason {
                 CloseReason::Frame(frame) => Ending::Closed(frame.code),
                 CloseReason::NoStatus => Ending::NoStatus,
                 CloseReason::Abnormal => Ending::Abnormal,
@@ -326,7 +328,7 @@ impl Error {
     /// disconnect: who closed first, and the close code and reason (or the abnormal state).
     pub fn close_info(&self) -> Option<&CloseInfo> {
         match &*self.inner {
-            Repr::Disconnected(info) => Some(info),
+            Repr::Disconnected(info, _) => Some(info),
             _ => None,
         }
     }
@@ -334,8 +336,7 @@ impl Error {
     /// Whether the connection ended without a close frame (close code 1006 as a state).
     pub fn is_abnormal_closure(&self) -> bool {
         match &*self.inner {
-            Repr::AbnormalClosure(_) => true,
-            Repr::Disconnected(info) => info.reason == CloseReason::Abnormal,
+            Repr::Disconnected(info, _) => info.is_abnormal(),
             _ => false,
         }
     }
@@ -380,7 +381,7 @@ impl fmt::Display for Error {
             Repr::Handshake(error) => write!(f, "handshake failed: {error}"),
             Repr::Rejected(status) => write!(f, "handshake refused with status {status}"),
             Repr::Closed(_) => f.write_str("connection closed"),
-            Repr::Disconnected(info) => {
+            Repr::Disconnected(info, _) => {
                 let by = match info.initiated_by {
                     Side::Local => "by this endpoint",
                     Side::Remote => "by the peer",
@@ -403,13 +404,6 @@ impl fmt::Display for Error {
                     ),
                 }
             }
-            Repr::AbnormalClosure(None) => f.write_str(
-                "connection closed abnormally: the transport ended without a close frame",
-            ),
-            Repr::AbnormalClosure(Some(error)) => write!(
-                f,
-                "connection closed abnormally: the transport failed without a close frame ({error})"
-            ),
             Repr::Timeout(phase) => write!(f, "{phase} timed out"),
             Repr::Address(detail, _) => write!(f, "bad address: {detail}"),
             Repr::BadStatus(status) => write!(
@@ -430,7 +424,7 @@ impl std::error::Error for Error {
             Repr::Protocol(error) => Some(error),
             Repr::Handshake(error) => Some(error),
             Repr::Address(_, Some(error))
-            | Repr::AbnormalClosure(Some(error))
+            | Repr::Disconnected(_, Some(error))
             | Repr::Io(error)
             | Repr::Tls(_, Some(error))
             | Repr::Proxy(ProxyFailure {

@@ -9,12 +9,13 @@
 //! - [`server::Server`] is the framework: routes with path parameters, app state, extractors,
 //!   guards, the mapping from handler errors to close codes and error messages, heartbeats,
 //!   limits and graceful shutdown.
-//! - [`WebSocket`] is an open connection: `recv`, `send`, `close`, or `split` into a
-//!   [`Receiver`] and a cloneable [`Sender`].
-//! - [`client::connect`] and [`client::Client::builder`] open a client connection (`ws://`,
-//!   `wss://` with rustls, through HTTP or SOCKS5 proxies) with the heartbeat and timeouts
-//!   built in; [`client::Runner`] keeps one alive across failures; `blocking` (feature
-//!   `blocking`) is the same for threads.
+//! - [`WebSocket`] is the one live connection, on either end and over any stream: `recv`,
+//!   `send`, `close(code, reason)`, and a cloneable [`Sender`] for other tasks. The
+//!   heartbeat, the idle and read timeouts, the size limits and the close handshake run
+//!   inside `recv`; [`Config`] holds their settings.
+//! - [`client::connect`] and [`client::ClientBuilder`] open a client connection (`ws://`,
+//!   `wss://` with rustls, through HTTP or SOCKS5 proxies); [`client::Runner`] keeps one
+//!   alive across failures; `blocking` (feature `blocking`) is the same for threads.
 //! - [`server::accept`] opens a bare connection on the server side.
 //! - [`hub::Hub`] is rooms and broadcast: membership guards that leave on drop, a bounded
 //!   queue per member, a slow-consumer policy, reports, and a [`hub::Backplane`] between
@@ -33,15 +34,19 @@ pub mod client;
 pub mod codes;
 mod error;
 pub mod error_message;
-mod heartbeat;
 pub mod hub;
 mod mask_keys;
 pub mod server;
-pub mod transport;
+mod transport;
 
 pub use error::{BadStatus, Error, ErrorKind, TimeoutPhase};
-pub use tether_proto::{CloseCode, CloseFrame, Message, Reason, Side, Utf8Bytes};
-pub use transport::{CloseInfo, CloseReason, Config, Receiver, Sender, WebSocket};
+pub use tether_proto::handshake::{HandshakeError, Request};
+pub use tether_proto::{
+    CloseCode, CloseFrame, Limits, Message, ProtocolError, Reason, Role, Side, Utf8Bytes,
+};
+pub use transport::{
+    CaughtCloseCodes, CloseInfo, CloseReason, Config, ConnectionState, Sender, WebSocket,
+};
 
 /// The README's examples, compiled as doctests so they stay true.
 #[doc = include_str!("../../../README.md")]

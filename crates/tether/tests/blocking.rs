@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tether::blocking::{self, BlockingClient, BlockingSender};
 use tether::client::ClientConfig;
 use tether::server::{Server, Socket};
-use tether::{CloseCode, CloseFrame, ErrorKind, Message, Side, TimeoutPhase};
+use tether::{CloseCode, ErrorKind, Message, Side, TimeoutPhase};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -61,14 +61,12 @@ fn connect_send_recv_close() {
         Message::binary(vec![1u8, 2, 3])
     );
     assert!(client.close_info().is_none());
-    client
-        .close(Some(CloseFrame::new(CloseCode::NORMAL, "done")))
-        .unwrap();
+    client.close(CloseCode::NORMAL, "done").unwrap();
     let info = client.close_info().unwrap();
     assert_eq!(info.initiated_by, Side::Local);
     assert_eq!(info.reason.display_code(), 1000);
     assert_eq!(info.reason.reason(), "done");
-    assert!(client.recv().is_none());
+    assert!(client.recv().unwrap().is_none());
     let error = client.send(Message::text("late")).unwrap_err();
     assert_eq!(error.kind(), ErrorKind::ConnectionClosed);
     assert_eq!(error.into_message(), Some(Message::text("late")));
@@ -129,13 +127,11 @@ fn four_threads_send_while_one_receives() {
     // A sender can start the close; the receiving thread finishes it.
     let sender = client.sender();
     let closer = std::thread::spawn(move || {
-        sender
-            .close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "bye")))
-            .unwrap();
+        sender.close(CloseCode::GOING_AWAY, "bye").unwrap();
         sender.is_closed()
     });
     assert!(closer.join().unwrap());
-    assert!(client.recv().is_none());
+    assert!(client.recv().unwrap().is_none());
     assert_eq!(client.close_info().unwrap().reason.display_code(), 1001);
 }
 
@@ -144,10 +140,7 @@ fn recv_timeout_times_out_and_keeps_the_connection() {
     let url = start_server();
     let (mut client, _) = blocking::connect(&url, TIMEOUT).unwrap();
     let started = Instant::now();
-    let error = client
-        .recv_timeout(Duration::from_millis(200))
-        .unwrap()
-        .unwrap_err();
+    let error = client.recv_timeout(Duration::from_millis(200)).unwrap_err();
     let waited = started.elapsed();
     assert_eq!(error.kind(), ErrorKind::Timeout);
     assert_eq!(error.timeout_phase(), Some(TimeoutPhase::Read));
@@ -186,16 +179,18 @@ async fn inside_an_async_runtime_it_errors_instead_of_panicking() {
         client.send(Message::text("x")).unwrap_err().kind(),
         ErrorKind::Io
     );
-    assert_eq!(client.recv().unwrap().unwrap_err().kind(), ErrorKind::Io);
+    assert_eq!(client.recv().unwrap_err().kind(), ErrorKind::Io);
     assert_eq!(
         client
             .recv_timeout(Duration::from_millis(10))
-            .unwrap()
             .unwrap_err()
             .kind(),
         ErrorKind::Io
     );
-    assert_eq!(client.close(None).unwrap_err().kind(), ErrorKind::Io);
+    assert_eq!(
+        client.close(CloseCode::NORMAL, "").unwrap_err().kind(),
+        ErrorKind::Io
+    );
     assert_eq!(
         client.sender().send(Message::text("x")).unwrap_err().kind(),
         ErrorKind::Io

@@ -11,11 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tether::client::{
-    Backoff, Client, ClientSender, Event, EventHandler, Reconnect, Response, Runner, StopHandle,
+    Backoff, ClientBuilder, Event, EventHandler, Reconnect, Response, Runner, StopHandle,
 };
 use tether::codes::Advice;
 use tether::server::{CloseError, Reject, RequestContext, Route, Server, Socket};
-use tether::{CloseCode, CloseFrame, ErrorKind, Message, Side};
+use tether::{CloseCode, CloseInfo, ErrorKind, Message, Sender, Side};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
@@ -49,7 +49,7 @@ async fn next(runner: &mut Runner) -> Event {
     bounded(runner.next()).await.expect("an event")
 }
 
-fn expect_open(event: Event) -> ClientSender {
+fn expect_open(event: Event) -> Sender {
     match event {
         Event::Open { sender, .. } => sender,
         other => panic!("expected Open, found {other:?}"),
@@ -58,11 +58,11 @@ fn expect_open(event: Event) -> ClientSender {
 
 fn expect_close(event: Event) -> (Option<u16>, String, Side) {
     match event {
-        Event::Close {
-            code,
-            reason,
-            initiated_by,
-        } => (code, reason, initiated_by),
+        Event::Close(info) => (
+            info.reason.code().map(CloseCode::as_u16),
+            info.reason.reason().to_owned(),
+            info.initiated_by,
+        ),
         other => panic!("expected Close, found {other:?}"),
     }
 }
@@ -213,7 +213,7 @@ async fn a_refusing_server_is_retried_after_its_retry_after() {
         .build()
         .unwrap();
     let (url, _server) = start(server).await;
-    let mut runner = Runner::new(format!("{url}/busy"), Client::builder(), quick());
+    let mut runner = Runner::new(format!("{url}/busy"), ClientBuilder::new(), quick());
 
     for attempt in 1..=2 {
         let Event::Error(error) = next(&mut runner).await else {
@@ -258,7 +258,7 @@ async fn unauthorized_stops_at_once_with_the_bad_status() {
         .build()
         .unwrap();
     let (url, _server) = start(server).await;
-    let mut runner = Runner::new(format!("{url}/private"), Client::builder(), quick());
+    let mut runner = Runner::new(format!("{url}/private"), ClientBuilder::new(), quick());
     let error = expect_stopped(next(&mut runner).await).expect("the refusal");
     assert_eq!(error.kind(), ErrorKind::BadStatus);
     let status = error.bad_status().unwrap();
@@ -268,7 +268,7 @@ async fn unauthorized_stops_at_once_with_the_bad_status() {
     assert!(runner.next().await.is_none());
 
     // 404 too (an unknown route).
-    let mut runner = Runner::new(format!("{url}/nowhere"), Client::builder(), quick());
+    let mut runner = Runner::new(format!("{url}/nowhere"), ClientBuilder::new(), quick());
     let error = expect_stopped(next(&mut runner).await).expect("the refusal");
     assert_eq!(error.bad_status().unwrap().status, 404);
 }
@@ -294,7 +294,7 @@ fn closing_server(first: u16, reason: &'static str) -> Server<()> {
 #[tokio::test]
 async fn a_1011_close_reconnects() {
     let (url, _server) = start(closing_server(1011, "oops")).await;
-    let mut runner = Runner::new(format!("{url}/flaky"), Client::builder(), quick());
+    let mut runner = Runner::new(format!("{url}/flaky"), ClientBuilder::new(), quick());
     expect_open(next(&mut runner).await);
     assert_eq!(
         expect_close(next(&mut runner).await),
@@ -314,7 +314,7 @@ async fn a_1011_close_reconnects() {
 #[tokio::test]
 async fn a_normal_close_by_the_server_stops_quietly() {
     let (url, _server) = start(closing_server(1000, "bye")).await;
-    let mut runner = Runner::new(format!("{url}/flaky"), Client::builder(), quick());
+    let mut runner = Runner::new(format!("{url}/flaky"), ClientBuilder::new(), quick());
     expect_open(next(&mut runner).await);
     assert_eq!(
         expect_close(next(&mut runner).await),
@@ -327,7 +327,7 @@ async fn a_normal_close_by_the_server_stops_quietly() {
 #[tokio::test]
 async fn a_terminal_application_close_stops_with_the_error() {
     let (url, _server) = start(closing_server(4003, "token expired")).await;
-    let mut runner = Runner::new(format!("{url}/flaky"), Client::builder(), quick());
+    let mut runner = Runner::new(format!("{url}/flaky"), ClientBuilder::new(), quick());
     expect_open(next(&mut runner).await);
     assert_eq!(
         expect_close(next(&mut runner).await),
@@ -343,13 +343,12 @@ async fn a_terminal_application_close_stops_with_the_error() {
 
     // A classifier may decide otherwise (say the token was refreshed).
     let (url, _server) = start(closing_server(4003, "token expired")).await;
-    let mut runner =
-        Runner::new(format!("{url}/flaky"), Client::builder(), quick()).classify(|end| {
-            match end.close_code() {
-                Some(4003) => Advice::Reconnect { after: None },
-                _ => end.default_advice(),
-            }
-        });
+    let mut runner = Runner::new(format!("{url}/flaky"), ClientBuilder::new(), quick()).classify(
+        |end| match end.close_code() {
+            Some(4003) => Advice::Reconnect { after: None },
+            _ => end.default_advice(),
+        },
+    );
     expect_open(next(&mut runner).await);
     expect_close(next(&mut runner).await);
     assert_eq!(expect_reconnecting(next(&mut runner).await).0, 1);
@@ -381,7 +380,7 @@ async fn a_rate_limit_hint_delays_the_reconnect() {
         .build()
         .unwrap();
     let (url, _server) = start(server).await;
-    let mut runner = Runner::new(format!("{url}/limited"), Client::builder(), quick());
+    let mut runner = Runner::new(format!("{url}/limited"), ClientBuilder::new(), quick());
     expect_open(next(&mut runner).await);
     let Event::Message(message) = next(&mut runner).await else {
         panic!("expected the error message");
@@ -408,7 +407,7 @@ async fn the_attempt_limit_stops_with_the_last_error() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}", listener.local_addr().unwrap());
     drop(listener);
-    let mut runner = Runner::new(url, Client::builder(), quick().max_attempts(2));
+    let mut runner = Runner::new(url, ClientBuilder::new(), quick().max_attempts(2));
     for attempt in 1..=2 {
         let Event::Error(error) = next(&mut runner).await else {
             panic!("expected the refused connection");
@@ -434,7 +433,7 @@ async fn stop_ends_a_backoff_at_once() {
         .build()
         .unwrap();
     let (url, _server) = start(server).await;
-    let mut runner = Runner::new(format!("{url}/later"), Client::builder(), quick());
+    let mut runner = Runner::new(format!("{url}/later"), ClientBuilder::new(), quick());
     assert!(matches!(next(&mut runner).await, Event::Error(_)));
     let (_, delay) = expect_reconnecting(next(&mut runner).await);
     assert!(delay >= Duration::from_secs(30));
@@ -471,7 +470,7 @@ async fn stop_or_an_own_close_ends_an_open_connection() {
         .build()
         .unwrap();
     let (url, _server) = start(server).await;
-    let mut runner = Runner::new(format!("{url}/watch"), Client::builder(), quick());
+    let mut runner = Runner::new(format!("{url}/watch"), ClientBuilder::new(), quick());
     let stop = runner.stop_handle();
     expect_open(next(&mut runner).await);
     tokio::spawn(async move {
@@ -489,10 +488,10 @@ async fn stop_or_an_own_close_ends_an_open_connection() {
     assert_eq!(seen.initiated_by, Side::Remote);
 
     // Closing it yourself ends the runner too, whatever the code.
-    let mut runner = Runner::new(format!("{url}/watch"), Client::builder(), quick());
+    let mut runner = Runner::new(format!("{url}/watch"), ClientBuilder::new(), quick());
     let sender = expect_open(next(&mut runner).await);
     sender
-        .close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "leaving")))
+        .close(CloseCode::GOING_AWAY, "leaving")
         .await
         .unwrap();
     assert_eq!(
@@ -504,7 +503,7 @@ async fn stop_or_an_own_close_ends_an_open_connection() {
     assert_eq!(seen.reason.display_code(), 1001);
 
     // Stopped before it started: no connection at all.
-    let mut runner = Runner::new(format!("{url}/watch"), Client::builder(), quick());
+    let mut runner = Runner::new(format!("{url}/watch"), ClientBuilder::new(), quick());
     runner.stop_handle().stop();
     assert!(expect_stopped(next(&mut runner).await).is_none());
 }
@@ -516,11 +515,11 @@ struct Recorder {
 }
 
 impl EventHandler for Recorder {
-    async fn on_open(&mut self, _sender: &ClientSender, response: &Response) {
+    async fn on_open(&mut self, _sender: &Sender, response: &Response) {
         self.log.push(format!("open {:?}", response.protocol));
     }
 
-    async fn on_message(&mut self, sender: &ClientSender, message: Message) {
+    async fn on_message(&mut self, sender: &Sender, message: Message) {
         let text = message.as_text().unwrap_or_default().to_owned();
         self.log.push(format!("message {text}"));
         sender
@@ -533,8 +532,10 @@ impl EventHandler for Recorder {
         self.log.push(format!("error {:?}", error.kind()));
     }
 
-    async fn on_close(&mut self, code: Option<u16>, reason: &str) {
-        self.log.push(format!("close {code:?} {reason}"));
+    async fn on_close(&mut self, info: &CloseInfo) {
+        let code = info.reason.code().map(CloseCode::as_u16);
+        self.log
+            .push(format!("close {code:?} {}", info.reason.reason()));
     }
 
     async fn on_reconnect(&mut self, attempt: u32, _delay: Duration) {
@@ -566,7 +567,7 @@ async fn the_handler_sees_every_step_in_order() {
         .unwrap();
     let (url, _server) = start(server).await;
     let mut recorder = Recorder::default();
-    let runner = Runner::new(format!("{url}/story"), Client::builder(), quick());
+    let runner = Runner::new(format!("{url}/story"), ClientBuilder::new(), quick());
     bounded(runner.run(&mut recorder)).await.unwrap();
     assert_eq!(
         recorder.log,
@@ -584,7 +585,7 @@ async fn the_handler_sees_every_step_in_order() {
     // A run that stops with an error returns it, and `on_error` sees it last.
     let (url, _server) = start(closing_server(4003, "no")).await;
     let mut recorder = Recorder::default();
-    let runner = Runner::new(format!("{url}/flaky"), Client::builder(), quick());
+    let runner = Runner::new(format!("{url}/flaky"), ClientBuilder::new(), quick());
     let error = bounded(runner.run(&mut recorder)).await.unwrap_err();
     assert_eq!(error.close_info().unwrap().reason.display_code(), 4003);
     assert_eq!(
@@ -599,12 +600,12 @@ async fn runners_move_between_tasks() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<StopHandle>();
     assert_send_sync::<Reconnect>();
-    let mut runner = Runner::new("ws://127.0.0.1:9", Client::builder(), quick());
+    let mut runner = Runner::new("ws://127.0.0.1:9", ClientBuilder::new(), quick());
     assert_send(&runner);
     assert_send(&runner.next());
     let runner = Runner::new(
         "ws://127.0.0.1:9",
-        Client::builder(),
+        ClientBuilder::new(),
         quick().max_attempts(0),
     );
     let task = tokio::spawn(runner.run(Recorder::default()));

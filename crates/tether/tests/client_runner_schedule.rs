@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use tether::client::{Client, Event, Reconnect, Runner};
+use tether::client::{ClientBuilder, Event, Reconnect, Runner};
 use tether::server::{CloseError, Server, Socket};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
@@ -20,7 +20,7 @@ fn schedule() -> Reconnect {
 }
 
 fn client() -> tether::client::ClientBuilder {
-    Client::builder()
+    ClientBuilder::new()
         .no_proxy()
         .ping_interval(None)
         .connect_timeout(Duration::from_secs(600))

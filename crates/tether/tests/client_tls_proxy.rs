@@ -27,9 +27,9 @@ use rcgen::{
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::{CertificateError, ServerConfig as TlsServerConfig};
-use tether::client::{Client, Proxy, TlsConfig};
-use tether::server::{Accept, Server, ServerConfig, Socket, accept_with};
-use tether::{ErrorKind, Message, TimeoutPhase};
+use tether::client::{ClientBuilder, Proxy, TlsConfig};
+use tether::server::{Accept, Server, ServerConfig, Socket, accept};
+use tether::{CloseCode, ErrorKind, Message, TimeoutPhase, WebSocket};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
@@ -84,11 +84,11 @@ async fn wss_echo_server(cert: CertificateDer<'static>, key: PrivateKeyDer<'stat
                     return;
                 };
                 let accepted =
-                    accept_with(tls, &ServerConfig::default(), |_| Ok(Accept::default())).await;
+                    accept(tls, &ServerConfig::default(), |_| Ok(Accept::default())).await;
                 let Ok((mut websocket, _request)) = accepted else {
                     return;
                 };
-                while let Some(Ok(message)) = websocket.recv().await {
+                while let Ok(Some(message)) = websocket.recv().await {
                     if websocket.send(message).await.is_err() {
                         break;
                     }
@@ -179,7 +179,7 @@ fn rustls_error(error: &tether::Error) -> &rustls::Error {
 // The client side
 
 /// Sends two messages and expects them back, then closes cleanly.
-async fn assert_echoes(client: &mut Client) {
+async fn assert_echoes(client: &mut WebSocket) {
     for message in [
         Message::text("over the wire"),
         Message::binary(vec![0u8, 1, 2, 255]),
@@ -189,17 +189,19 @@ async fn assert_echoes(client: &mut Client) {
         assert!(
             echoed
                 .as_ref()
-                .is_some_and(|reply| reply.as_ref().ok() == Some(&message)),
+                .is_ok_and(|reply| reply.as_ref() == Some(&message)),
             "expected the echo of {message:?}, got {echoed:?}"
         );
     }
 }
 
-async fn close(mut client: Client) {
-    within("close", client.close(None)).await.unwrap();
+async fn close(mut client: WebSocket) {
+    within("close", client.close(CloseCode::NORMAL, ""))
+        .await
+        .unwrap();
 }
 
-async fn connect(builder: tether::client::ClientBuilder, url: &str) -> Client {
+async fn connect(builder: tether::client::ClientBuilder, url: &str) -> WebSocket {
     let (client, _response) = within(url, builder.connect(url))
         .await
         .unwrap_or_else(|error| panic!("connecting to {url}: {error} ({error:?})"));
@@ -217,10 +219,10 @@ async fn connect_error(builder: tether::client::ClientBuilder, url: &str) -> tet
 /// The proxy had nothing unread from us, so its sockets close with a FIN: the connection
 /// ends without a close frame (1006), which is retryable. Over TLS the FIN comes without a
 /// TLS `close_notify`; the client reports it the same way as over plain TCP.
-async fn assert_ends_with_proxy(client: &mut Client, proxy: &mut Daemon, _tls: bool) {
+async fn assert_ends_with_proxy(client: &mut WebSocket, proxy: &mut Daemon, _tls: bool) {
     proxy.kill();
     let error = match within("the end of the tunnel", client.recv()).await {
-        Some(Err(error)) => error,
+        Err(error) => error,
         other => panic!("the connection should fail once the proxy is gone, got {other:?}"),
     };
     assert_eq!(error.kind(), ErrorKind::ConnectionClosed, "{error:?}");
@@ -229,11 +231,11 @@ async fn assert_ends_with_proxy(client: &mut Client, proxy: &mut Daemon, _tls: b
 }
 
 fn direct() -> tether::client::ClientBuilder {
-    Client::builder().no_proxy().ping_interval(None)
+    ClientBuilder::new().no_proxy().ping_interval(None)
 }
 
 fn via(proxy: &str) -> tether::client::ClientBuilder {
-    Client::builder()
+    ClientBuilder::new()
         .proxy(Proxy::parse(proxy).unwrap())
         .ping_interval(None)
 }

@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use tether::client::{ClientConfig, connect, connect_with};
-use tether::server::{Accept, Reject, ServerConfig, accept_tcp};
-use tether::{ErrorKind, Message, TimeoutPhase};
+use tether::server::{Accept, Reject, ServerConfig, accept};
+use tether::{CloseCode, ErrorKind, Message, TimeoutPhase};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -25,9 +25,9 @@ where
     let address = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         let (stream, _) = listener.accept().await.unwrap();
-        let (mut socket, _) = accept_tcp(stream, &config, decide).await?;
-        while let Some(message) = socket.recv().await {
-            socket.send(message?).await?;
+        let (mut socket, _) = accept(stream, &config, decide).await?;
+        while let Some(message) = socket.recv().await? {
+            socket.send(message).await?;
         }
         Ok(())
     });
@@ -63,7 +63,7 @@ async fn client_and_server_agree_on_an_upgrade_and_a_subprotocol() {
     assert_eq!(response.protocol.as_deref(), Some("v2.chat"));
     socket.send(Message::text("ping")).await.unwrap();
     assert_eq!(socket.recv().await.unwrap().unwrap(), Message::text("ping"));
-    socket.close(None).await.unwrap();
+    socket.close(CloseCode::NORMAL, "").await.unwrap();
     server.await.unwrap().unwrap();
 }
 

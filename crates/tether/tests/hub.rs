@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use tether::Message;
+use tether::client::ClientBuilder;
 use tether::hub::{Hub, HubConfig, HubError, MemoryBus, SlowConsumer};
 use tether::server::{Server, Socket};
-use tether::{Message, client::Client};
 use tokio::net::TcpListener;
 
 fn text(message: &Message) -> &str {
@@ -334,7 +335,7 @@ async fn members_that_vanish_are_gone_within_one_heartbeat() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/ws", listener.local_addr().unwrap());
     tokio::spawn(server.serve_on(listener, std::future::pending()));
-    let builder = Client::builder().no_proxy().ping_interval(None);
+    let builder = ClientBuilder::new().no_proxy().ping_interval(None);
     let (mut reader, _) = builder.connect(&url).await.unwrap();
     let (silent, _) = builder.connect(&url).await.unwrap(); // never reads: never pongs
     let (abrupt, _) = builder.connect(&url).await.unwrap();

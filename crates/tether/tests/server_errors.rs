@@ -11,14 +11,14 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tether::client::connect;
-use tether::server::{
-    AppError, CaughtCloseCodes, CloseError, ErrorAction, Route, Server, Socket, SocketState,
+use tether::server::{AppError, CloseError, ErrorAction, Route, Server, Socket};
+use tether::{
+    CaughtCloseCodes, CloseCode, CloseFrame, CloseInfo, CloseReason, ConnectionState, Message, Side,
 };
-use tether::{CloseCode, CloseFrame, CloseInfo, CloseReason, Message, Side};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
-type Client = tether::client::Client;
+type Client = tether::WebSocket;
 
 /// Runs `server` on a free loopback port; dropping the returned sender shuts it down.
 async fn start<S: Clone + Send + Sync + 'static>(
@@ -36,11 +36,7 @@ async fn start<S: Clone + Send + Sync + 'static>(
 /// Reads until the connection ends and returns how the server closed it.
 async fn close_of(client: &mut Client) -> CloseInfo {
     let deadline = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(next) = client.recv().await {
-            if next.is_err() {
-                break;
-            }
-        }
+        while let Ok(Some(_)) = client.recv().await {}
     });
     deadline.await.expect("the server should close");
     client.close_info().expect("the connection has ended")
@@ -154,7 +150,7 @@ async fn unmapped_errors_and_panics_close_with_1011_and_nothing_internal() {
 async fn a_returned_app_error_sends_the_message_then_closes_with_its_code() {
     let (url, _stop) = start(error_server()).await;
     let (mut client, _) = connect(&format!("{url}/app")).await.unwrap();
-    let Some(Ok(Message::Text(text))) = client.recv().await else {
+    let Ok(Some(Message::Text(text))) = client.recv().await else {
         panic!("expected the error message");
     };
     let json: Value = serde_json::from_str(text.as_str()).unwrap();
@@ -220,8 +216,10 @@ async fn caught_close_codes_decide_which_disconnects_are_quiet() {
         let (mut client, _) = connect(&format!("{url}{path}")).await.unwrap();
         match code {
             Some(code) => {
-                let frame = CloseFrame::new(CloseCode::new(code).unwrap(), "bye");
-                client.close(Some(frame)).await.unwrap();
+                client
+                    .close(CloseCode::new(code).unwrap(), "bye")
+                    .await
+                    .unwrap();
             }
             None => drop(client), // the TCP connection ends without a close frame
         }
@@ -234,7 +232,7 @@ async fn caught_close_codes_decide_which_disconnects_are_quiet() {
 }
 
 async fn next_json(client: &mut Client) -> Value {
-    let Some(Ok(Message::Text(text))) = client.recv().await else {
+    let Ok(Some(Message::Text(text))) = client.recv().await else {
         panic!("expected a text message");
     };
     serde_json::from_str(text.as_str()).unwrap()
@@ -257,13 +255,13 @@ async fn error_messages_follow_the_registry_and_the_socket_stays_safe() {
                         Duration::from_millis(1500),
                     ))
                     .await?;
-                assert_eq!(socket.state(), SocketState::Open);
+                assert_eq!(socket.state(), ConnectionState::Open);
                 socket.recv().await?; // the client's go-ahead
                 // Fatal (4003): the message, then close 4003.
                 socket
                     .send_error(AppError::unauthorized("Token expired"))
                     .await?;
-                assert_ne!(socket.state(), SocketState::Open);
+                assert_ne!(socket.state(), ConnectionState::Open);
                 // Sending after the close is a typed error that gives the message back.
                 let error = socket.send(Message::text("late")).await.unwrap_err();
                 report.send(format!("{:?}", error.kind())).unwrap();

@@ -10,12 +10,12 @@ use tether::{
     CloseCode, CloseFrame, CloseReason, Config, ErrorKind, Message, Side, TimeoutPhase, WebSocket,
 };
 use tether_proto::Role;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn pair(config: Config) -> (WebSocket<DuplexStream>, WebSocket<DuplexStream>) {
+fn pair(config: Config) -> (WebSocket, WebSocket) {
     let (a, b) = tokio::io::duplex(64 * 1024);
     (
-        WebSocket::from_upgraded(a, Role::Client, config, BytesMut::new()),
+        WebSocket::from_upgraded(a, Role::Client, config.clone(), BytesMut::new()),
         WebSocket::from_upgraded(b, Role::Server, config, BytesMut::new()),
     )
 }
@@ -25,14 +25,24 @@ async fn client_initiated_close_ends_both_streams_with_the_code() {
     let (mut client, mut server) = pair(Config::default());
     let server_task = tokio::spawn(async move {
         let mut received = Vec::new();
-        while let Some(message) = server.recv().await {
-            received.push(message.unwrap());
-        }
+        // 4001 is not among the caught close codes: the end is an error that carries it.
+        let error = loop {
+            match server.recv().await {
+                Ok(Some(message)) => received.push(message),
+                Ok(None) => panic!("4001 ended the stream quietly"),
+                Err(error) => break error,
+            }
+        };
+        assert_eq!(error.kind(), ErrorKind::ConnectionClosed);
+        assert_eq!(error.close_info(), server.close_info().as_ref());
         (received, server.close_info().unwrap())
     });
     client.send(Message::text("last words")).await.unwrap();
     let frame = CloseFrame::new(CloseCode::new(4001).unwrap(), "room not found");
-    client.close(Some(frame.clone())).await.unwrap();
+    client
+        .close(frame.code, frame.reason.clone())
+        .await
+        .unwrap();
 
     let (received, server_info) = server_task.await.unwrap();
     assert_eq!(received, vec![Message::text("last words")]);
@@ -42,36 +52,46 @@ async fn client_initiated_close_ends_both_streams_with_the_code() {
     assert_eq!(client_info.initiated_by, Side::Local);
     assert_eq!(client_info.reason, CloseReason::Frame(frame));
     // Closing again is harmless; sending gives the message back.
-    client.close(None).await.unwrap();
+    client.close(CloseCode::NORMAL, "").await.unwrap();
+    assert!(client.recv().await.unwrap().is_none());
     let error = client.send(Message::text("too late")).await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::ConnectionClosed);
     assert_eq!(error.into_message(), Some(Message::text("too late")));
 }
 
+/// A close frame without a status code (1005 on the receiving side) is a clean end by
+/// default, as Python `websockets` treats it: `recv` ends quietly.
 #[tokio::test]
-async fn server_initiated_close_without_status() {
-    let (mut client, mut server) = pair(Config::default());
-    let client_task = tokio::spawn(async move {
-        assert!(client.recv().await.is_none());
-        client.close_info().unwrap()
+async fn a_close_without_status_is_a_clean_end() {
+    let (a, mut raw_server) = tokio::io::duplex(1024);
+    let mut client = WebSocket::from_upgraded(a, Role::Client, Config::default(), BytesMut::new());
+    raw_server.write_all(&[0x88, 0x00]).await.unwrap();
+    let server = tokio::spawn(async move {
+        // The client's reply: a masked close frame echoing no status.
+        let mut reply = [0u8; 6];
+        raw_server.read_exact(&mut reply).await.unwrap();
+        assert_eq!(reply[..2], [0x88, 0x80]);
+        drop(raw_server);
     });
-    server.close(None).await.unwrap();
-    let info = client_task.await.unwrap();
+    assert!(client.recv().await.unwrap().is_none());
+    let info = client.close_info().unwrap();
     assert_eq!(info.initiated_by, Side::Remote);
     assert_eq!(info.reason, CloseReason::NoStatus);
     assert_eq!(info.reason.display_code(), 1005);
+    server.await.unwrap();
 }
 
 #[tokio::test]
 async fn transport_ending_without_close_is_an_abnormal_closure() {
     let (client, mut server) = pair(Config::default());
     drop(client);
-    let error = server.recv().await.unwrap().unwrap_err();
+    let error = server.recv().await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::ConnectionClosed);
     assert!(error.is_abnormal_closure());
+    assert_eq!(error.close_info().unwrap().reason, CloseReason::Abnormal);
     assert_eq!(server.close_info().unwrap().reason, CloseReason::Abnormal);
     assert!(
-        server.recv().await.is_none(),
+        server.recv().await.unwrap().is_none(),
         "the stream ends after the error"
     );
 }
@@ -82,7 +102,7 @@ async fn a_peer_that_never_answers_our_close_times_out() {
     let config = Config::default().with_close_timeout(Duration::from_millis(200));
     let mut client = WebSocket::from_upgraded(a, Role::Client, config, BytesMut::new());
     let started = std::time::Instant::now();
-    let error = client.close(Some(CloseFrame::normal())).await.unwrap_err();
+    let error = client.close(CloseCode::NORMAL, "").await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Timeout);
     assert_eq!(error.timeout_phase(), Some(TimeoutPhase::Close));
     assert!(started.elapsed() >= Duration::from_millis(200));
@@ -101,7 +121,7 @@ async fn a_protocol_violation_sends_its_close_code_then_ends_the_connection() {
         .write_all(&[0x81, 0x02, b'h', b'i'])
         .await
         .unwrap();
-    let error = server.recv().await.unwrap().unwrap_err();
+    let error = server.recv().await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Protocol);
     assert_eq!(
         error.protocol_error().unwrap().close_code(),
@@ -129,7 +149,7 @@ async fn invalid_utf8_is_a_payload_error_closed_with_1007() {
         .write_all(&[0x81, 0x82, 0, 0, 0, 0, 0xc3, 0x28])
         .await
         .unwrap();
-    let error = server.recv().await.unwrap().unwrap_err();
+    let error = server.recv().await.unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Payload);
     let mut reply = Vec::new();
     raw_client.read_to_end(&mut reply).await.unwrap();
@@ -140,12 +160,15 @@ async fn invalid_utf8_is_a_payload_error_closed_with_1007() {
 async fn an_oversized_message_is_closed_with_1009() {
     let config = Config::default().with_max_message_size(16);
     let (mut client, mut server) = pair(config);
-    let server_task = tokio::spawn(async move { server.recv().await.unwrap().unwrap_err() });
+    let server_task = tokio::spawn(async move { server.recv().await.unwrap_err() });
     client.send(Message::binary(vec![0u8; 17])).await.unwrap();
     let error = server_task.await.unwrap();
     assert_eq!(error.kind(), ErrorKind::Payload);
-    assert!(client.recv().await.is_none());
+    // 1009 is not a caught close code: the client hears of it as a disconnect error.
+    let error = client.recv().await.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::ConnectionClosed);
     let info = client.close_info().unwrap();
+    assert_eq!(error.close_info(), Some(&info));
     assert_eq!(info.initiated_by, Side::Remote);
     assert_eq!(info.reason.code(), Some(CloseCode::MESSAGE_TOO_BIG));
 }

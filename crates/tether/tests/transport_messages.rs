@@ -3,11 +3,11 @@
 #![allow(clippy::indexing_slicing, clippy::unwrap_used)] // Tests may panic: that is how they fail.
 
 use bytes::BytesMut;
-use tether::{Config, Message, WebSocket};
+use tether::{CloseCode, Config, Message, WebSocket};
 use tether_proto::Role;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn pair() -> (WebSocket<DuplexStream>, WebSocket<DuplexStream>) {
+fn pair() -> (WebSocket, WebSocket) {
     let (a, b) = tokio::io::duplex(8 * 1024);
     (
         WebSocket::from_upgraded(a, Role::Client, Config::default(), BytesMut::new()),
@@ -19,7 +19,7 @@ fn pair() -> (WebSocket<DuplexStream>, WebSocket<DuplexStream>) {
 async fn echo_text_and_binary_of_every_length_form() {
     let (mut client, mut server) = pair();
     tokio::spawn(async move {
-        while let Some(Ok(message)) = server.recv().await {
+        while let Ok(Some(message)) = server.recv().await {
             server.send(message).await.unwrap();
         }
     });
@@ -37,7 +37,7 @@ async fn echo_text_and_binary_of_every_length_form() {
 async fn pings_are_answered_while_receiving() {
     let (mut raw_client, b) = tokio::io::duplex(1024);
     let mut server = WebSocket::from_upgraded(b, Role::Server, Config::default(), BytesMut::new());
-    tokio::spawn(async move { while server.recv().await.is_some() {} });
+    tokio::spawn(async move { while let Ok(Some(_)) = server.recv().await {} });
     // Masked ping "ab" with key 1,2,3,4.
     raw_client
         .write_all(&[0x89, 0x82, 1, 2, 3, 4, b'a' ^ 1, b'b' ^ 2])
@@ -61,7 +61,7 @@ async fn leftover_handshake_bytes_are_read_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_tasks_share_one_sender_without_corrupting_frames() {
     let (client, mut server) = pair();
-    let (_client_rx, client_tx) = client.split();
+    let client_tx = client.sender();
     let mut tasks = Vec::new();
     for task in 0..8u8 {
         let sender = client_tx.clone();
@@ -92,7 +92,7 @@ async fn many_tasks_share_one_sender_without_corrupting_frames() {
 #[tokio::test]
 async fn fed_messages_wait_for_flush_and_go_out_together() {
     let (b, mut raw_client) = tokio::io::duplex(64 * 1024);
-    let mut server = WebSocket::from_upgraded(b, Role::Server, Config::default(), BytesMut::new());
+    let server = WebSocket::from_upgraded(b, Role::Server, Config::default(), BytesMut::new());
     for text in ["one", "two", "three"] {
         server.feed(Message::text(text)).await.unwrap();
     }
@@ -118,7 +118,7 @@ async fn fed_messages_wait_for_flush_and_go_out_together() {
 async fn a_cancelled_large_send_resumes_intact_before_the_next_message() {
     // A pipe far smaller than the message, with nobody reading: the send cannot finish.
     let (a, b) = tokio::io::duplex(1024);
-    let mut server = WebSocket::from_upgraded(b, Role::Server, Config::default(), BytesMut::new());
+    let server = WebSocket::from_upgraded(b, Role::Server, Config::default(), BytesMut::new());
     let mut client = WebSocket::from_upgraded(a, Role::Client, Config::default(), BytesMut::new());
     let big = Message::binary((0..100_000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>());
     let cancelled = tokio::time::timeout(
@@ -145,7 +145,7 @@ async fn a_full_socket_and_cancelled_sends_never_corrupt_or_reorder_frames() {
     let (a, b) = tokio::io::duplex(2 * 1024);
     let client = WebSocket::from_upgraded(a, Role::Client, Config::default(), BytesMut::new());
     let mut server = WebSocket::from_upgraded(b, Role::Server, Config::default(), BytesMut::new());
-    let (_client_rx, sender) = client.split();
+    let sender = client.sender();
     let mut tasks = Vec::new();
     for task in 0..8u8 {
         let sender = sender.clone();
@@ -169,10 +169,13 @@ async fn a_full_socket_and_cancelled_sends_never_corrupt_or_reorder_frames() {
         loop {
             let next =
                 tokio::time::timeout(std::time::Duration::from_secs(10), server.recv()).await;
-            let Some(message) = next.expect("the stream must end with the close, not hang") else {
+            let Some(message) = next
+                .expect("the stream must end with the close, not hang")
+                .unwrap()
+            else {
                 break;
             };
-            let payload = message.unwrap().payload().clone();
+            let payload = message.payload().clone();
             let task = payload[0];
             assert!(
                 payload.iter().skip(5).all(|&b| b == task),
@@ -194,8 +197,9 @@ async fn a_full_socket_and_cancelled_sends_never_corrupt_or_reorder_frames() {
         task.await.unwrap();
     }
     sender.flush().await.unwrap();
-    sender.close(None).await.unwrap();
+    sender.close(CloseCode::NORMAL, "").await.unwrap();
     let received = reader.await.unwrap();
+    drop(client);
     // Every non-cancelled send arrived (8 tasks x 129 of 150), plus any cancelled one that
     // was already queued.
     assert!(received >= 8 * 129, "only {received} messages arrived");

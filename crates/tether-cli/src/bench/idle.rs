@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tether::client::{ClientConfig, WsUrl, connect_on};
-use tether::{CloseFrame, Message};
+use tether::{CloseCode, Message};
 use tokio::net::TcpSocket;
 use tokio::sync::watch;
 
@@ -98,10 +98,10 @@ pub(crate) async fn run(args: &BenchArgs) -> Result<serde_json::Value, String> {
                             let message = Message::text("idle-echo");
                             let echo = async {
                                 socket.send(message.clone()).await?;
-                                match socket.recv().await {
-                                    Some(result) => result.map(|echo| echo == message),
-                                    None => Ok(false),
-                                }
+                                socket
+                                    .recv()
+                                    .await
+                                    .map(|echo| echo.is_some_and(|echo| echo == message))
                             };
                             match echo.await {
                                 Ok(true) => {}
@@ -113,7 +113,7 @@ pub(crate) async fn run(args: &BenchArgs) -> Result<serde_json::Value, String> {
                             echoed.fetch_add(1, Ordering::Relaxed);
                         }
                         Stage::Close => {
-                            let close = socket.close(Some(CloseFrame::normal()));
+                            let close = socket.close(CloseCode::NORMAL, "");
                             let _ = tokio::time::timeout(Duration::from_secs(10), close).await;
                             return;
                         }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tether::client::{ClientConfig, connect_with};
-use tether::{CloseFrame, Config, Message};
+use tether::{CloseCode, Config, Message};
 use tokio::time::Instant;
 
 use super::procfs::{CpuTimes, cpu_times, status_kib};
@@ -107,16 +107,16 @@ pub(crate) async fn run(args: &BenchArgs) -> Result<serde_json::Value, String> {
                     return result;
                 }
                 match socket.recv().await {
-                    Some(Ok(echo)) if echo == message => {}
-                    Some(Ok(_)) => {
+                    Ok(Some(echo)) if echo == message => {}
+                    Ok(Some(_)) => {
                         errors.add("mismatch: the echo differs from what was sent");
                         return result;
                     }
-                    Some(Err(error)) => {
+                    Err(error) => {
                         errors.add(format!("recv: {}", error_kind_name(&error)));
                         return result;
                     }
-                    None => {
+                    Ok(None) => {
                         errors.add("recv: closed by the server");
                         return result;
                     }
@@ -129,7 +129,7 @@ pub(crate) async fn run(args: &BenchArgs) -> Result<serde_json::Value, String> {
                 }
                 completed.fetch_add(1, Ordering::Relaxed);
             }
-            let close = socket.close(Some(CloseFrame::normal()));
+            let close = socket.close(CloseCode::NORMAL, "");
             match tokio::time::timeout(Duration::from_secs(5), close).await {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => errors.add(format!("close: {}", error_kind_name(&error))),

@@ -91,8 +91,10 @@ impl Metrics {
         self.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
-    /// An error message with `code` was sent.
+    /// An error message with `code` was sent (its bytes are not counted: the library
+    /// formats it).
     pub(crate) fn error_message(&self, code: u16) {
+        self.messages_sent.fetch_add(1, Ordering::Relaxed);
         *self
             .error_messages
             .lock()
@@ -146,7 +148,7 @@ impl Metrics {
             ),
             (
                 "tether_bytes_sent_total",
-                "Payload bytes of the messages sent to clients (rate-limit errors excluded).",
+                "Payload bytes of the replies and broadcasts sent to clients (error messages excluded).",
                 load(&self.bytes_sent),
             ),
         ] {
@@ -302,7 +304,7 @@ mod tests {
             "# TYPE tether_connections_open gauge",
             "tether_connections_open 3",
             "tether_messages_received_total 1",
-            "tether_messages_sent_total 2",
+            "tether_messages_sent_total 3",
             "tether_bytes_received_total 10",
             "tether_bytes_sent_total 25",
             "tether_error_messages_total{code=\"4000\"} 0",

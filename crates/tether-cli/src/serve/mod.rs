@@ -21,10 +21,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use clap::Args;
+use tether::CaughtCloseCodes;
 use tether::hub::{Hub, HubConfig};
-use tether::server::{
-    CaughtCloseCodes, HttpRequest, HttpResponse, RateLimit, Reject, Route, Server,
-};
+use tether::server::{HttpRequest, HttpResponse, RateLimit, Reject, Route, Server};
 use tokio::net::TcpListener;
 
 use self::metrics::Metrics;
@@ -170,7 +169,6 @@ async fn serve(args: &ServeArgs, tokens: Option<Tokens>) -> Result<(), String> {
         // for its id: the one place the app hears of it, so it is counted here.
         .request_id(move |message| {
             counted.received(message.payload().len());
-            counted.sent(0);
             counted.error_message(tether::codes::ErrorCode::RATE_LIMITED);
             protocol::request_id_text(message)
         })

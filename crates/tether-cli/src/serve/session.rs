@@ -201,8 +201,7 @@ impl Session {
             None => error,
         };
         let code = error.code();
-        if let Ok(bytes) = socket.send_error(error).await {
-            self.app.metrics.sent(bytes);
+        if socket.send_error(error).await.is_ok() {
             self.app.metrics.error_message(code);
         }
     }

@@ -2,34 +2,35 @@
 
 use std::time::Duration;
 
-use super::conn::Client;
 use super::connect::{ClientConfig, Response, connect_with};
 use super::proxy::{Proxy, ProxyConfig};
 #[cfg(feature = "tls")]
 use super::tls::TlsConfig;
 use crate::error::Error;
+use crate::transport::{CaughtCloseCodes, WebSocket};
 
-/// Builds client connections; start with [`Client::builder`].
+/// Builds client connections: every setting, each with a documented default, ending in
+/// [`connect`](ClientBuilder::connect).
 #[derive(Debug, Clone, Default)]
 pub struct ClientBuilder {
     config: ClientConfig,
 }
 
-impl Client {
-    /// A builder with the default settings (see [`ClientConfig`]).
-    pub fn builder() -> ClientBuilder {
-        ClientBuilder::default()
-    }
-}
-
 impl ClientBuilder {
-    /// How long resolving and connecting (through the proxy, if any) may take. Default: 10 s.
+    /// A builder with the default settings (see [`ClientConfig`]).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// One deadline over resolving, dialing (through the proxy, if any), TLS and the opening
+    /// handshake. Default: 10 s.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.config.connect_timeout = timeout;
         self
     }
 
-    /// How long the TLS handshake and the opening handshake may each take. Default: 10 s.
+    /// How long the TLS handshake and the opening handshake may each take, within the
+    /// connect deadline. Default: 10 s.
     pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
         self.config.handshake_timeout = timeout;
         self
@@ -37,31 +38,31 @@ impl ClientBuilder {
 
     /// How long `recv` waits for a message before a read timeout. Default: none.
     pub fn read_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
-        self.config.read_timeout = timeout.into();
+        self.config.transport.read_timeout = timeout.into();
         self
     }
 
     /// How long a send may wait for the server to take the data. Default: 30 s.
     pub fn write_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
-        self.config.write_timeout = timeout.into();
+        self.config.transport.write_timeout = timeout.into();
         self
     }
 
     /// How long to wait for the server's answer to our close. Default: 5 s.
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
-        self.config.transport = self.config.transport.with_close_timeout(timeout);
+        self.config.transport.close_timeout = timeout;
         self
     }
 
     /// Pings every `interval` (`None`: never). Default: 20 s.
     pub fn ping_interval(mut self, interval: impl Into<Option<Duration>>) -> Self {
-        self.config.ping_interval = interval.into();
+        self.config.transport.ping_interval = interval.into();
         self
     }
 
     /// How long a pong may take. Default: 20 s.
     pub fn ping_timeout(mut self, timeout: Duration) -> Self {
-        self.config.ping_timeout = timeout;
+        self.config.transport.ping_timeout = timeout;
         self
     }
 
@@ -85,7 +86,14 @@ impl ClientBuilder {
 
     /// The largest message accepted from the server (over it: 1009). Default: 1 MiB.
     pub fn max_message_size(mut self, max: usize) -> Self {
-        self.config.transport = self.config.transport.with_max_message_size(max);
+        self.config.transport.limits = crate::Limits::new(max);
+        self
+    }
+
+    /// Which server close codes end `recv` quietly (`Ok(None)`); any other end is an error.
+    /// Default: 1000, 1001 and 1005.
+    pub fn caught_close_codes(mut self, caught: CaughtCloseCodes) -> Self {
+        self.config.transport.caught_close_codes = caught;
         self
     }
 
@@ -123,7 +131,7 @@ impl ClientBuilder {
     ///
     /// # Errors
     /// As [`connect_with`](super::connect_with).
-    pub async fn connect(&self, url: &str) -> Result<(Client, Response), Error> {
+    pub async fn connect(&self, url: &str) -> Result<(WebSocket, Response), Error> {
         connect_with(url, &self.config).await
     }
 }

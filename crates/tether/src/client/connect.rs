@@ -12,7 +12,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::conn::{Client, Liveness};
 use super::proxy::ProxyConfig;
 use super::stream::MaybeTlsStream;
 #[cfg(feature = "tls")]
@@ -27,14 +26,19 @@ use crate::transport::{Config, WebSocket};
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ClientConfig {
-    /// Settings of the connection once open.
+    /// Settings of the connection once open: limits, heartbeat (default: a ping every 20 s,
+    /// 20 s for its pong), read timeout (default: none), write timeout (default: 30 s), the
+    /// close timeout and the caught close codes.
     pub transport: Config,
     /// Limits on the response head. Default: 8 KiB, 64 headers.
     pub handshake: HandshakeConfig,
-    /// How long name resolution and the TCP connect may take, all addresses together.
+    /// One deadline over the whole connect: resolving, dialing (through the proxy, if any),
+    /// TLS and the opening handshake. A server that accepts TCP and never answers fails at
+    /// it with a [`Timeout`](crate::ErrorKind::Timeout) naming the phase it was in.
     /// Default: 10 s.
     pub connect_timeout: Duration,
-    /// How long the opening handshake may take once connected. Default: 10 s.
+    /// How long the TLS handshake and the opening handshake may each take, within the
+    /// connect deadline. Default: 10 s.
     pub handshake_timeout: Duration,
     /// The largest response body kept from a rejected handshake. Default: 64 KiB.
     pub max_error_body: usize,
@@ -50,16 +54,6 @@ pub struct ClientConfig {
     /// The proxy. Default: from the environment (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`,
     /// `NO_PROXY`).
     pub proxy: ProxyConfig,
-    /// How often to ping the server (`None`: never). Default: 20 s.
-    pub ping_interval: Option<Duration>,
-    /// How long a pong may take before the connection fails with a pong timeout (and is
-    /// closed with 1011). Default: 20 s.
-    pub ping_timeout: Duration,
-    /// How long `recv` waits for a message before a read timeout (the connection stays
-    /// open). Default: none.
-    pub read_timeout: Option<Duration>,
-    /// How long a send may wait for the server to take the data. Default: 30 s.
-    pub write_timeout: Option<Duration>,
 }
 
 impl ClientConfig {
@@ -69,21 +63,8 @@ impl ClientConfig {
     pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
     /// The default cap on a rejected handshake's body: 64 KiB.
     pub const DEFAULT_MAX_ERROR_BODY: usize = 64 * 1024;
-    /// The default ping interval: 20 s.
-    pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(20);
-    /// The default pong timeout: 20 s.
-    pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(20);
-    /// The default write timeout: 30 s.
+    /// The default write timeout of a client connection: 30 s.
     pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-
-    pub(crate) fn liveness(&self) -> Liveness {
-        Liveness {
-            ping_interval: self.ping_interval,
-            ping_timeout: self.ping_timeout,
-            read_timeout: self.read_timeout,
-            write_timeout: self.write_timeout,
-        }
-    }
 
     /// This config with `transport` settings.
     pub fn with_transport(mut self, transport: Config) -> Self {
@@ -125,7 +106,7 @@ impl ClientConfig {
 impl Default for ClientConfig {
     fn default() -> Self {
         Self {
-            transport: Config::default(),
+            transport: Config::default().with_write_timeout(Self::DEFAULT_WRITE_TIMEOUT),
             handshake: HandshakeConfig::default(),
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
             handshake_timeout: Self::DEFAULT_HANDSHAKE_TIMEOUT,
@@ -136,10 +117,6 @@ impl Default for ClientConfig {
             #[cfg(feature = "tls")]
             tls: TlsConfig::default(),
             proxy: ProxyConfig::default(),
-            ping_interval: Some(Self::DEFAULT_PING_INTERVAL),
-            ping_timeout: Self::DEFAULT_PING_TIMEOUT,
-            read_timeout: None,
-            write_timeout: Some(Self::DEFAULT_WRITE_TIMEOUT),
         }
     }
 }
@@ -158,7 +135,7 @@ pub struct Response {
 ///
 /// # Errors
 /// As [`connect_with`].
-pub async fn connect(url: &str) -> Result<(Client, Response), Error> {
+pub async fn connect(url: &str) -> Result<(WebSocket, Response), Error> {
     connect_with(url, &ClientConfig::default()).await
 }
 
@@ -178,22 +155,24 @@ pub async fn connect(url: &str) -> Result<(Client, Response), Error> {
 /// - [`ErrorKind::Protocol`](crate::ErrorKind::Protocol): the 101 response was invalid (wrong
 ///   `Sec-WebSocket-Accept`, a subprotocol that was not offered, ...).
 /// - [`ErrorKind::Io`](crate::ErrorKind::Io): every address refused or the connection failed.
-pub async fn connect_with(url: &str, config: &ClientConfig) -> Result<(Client, Response), Error> {
+pub async fn connect_with(
+    url: &str,
+    config: &ClientConfig,
+) -> Result<(WebSocket, Response), Error> {
     let url = WsUrl::parse(url)?;
     let proxy = config.proxy.for_url(&url)?;
+    let deadline = Instant::now() + config.connect_timeout;
     let dial = async {
         match &proxy {
             Some(proxy) => tunnel::dial_via(proxy, &url.host, url.port).await,
             None => dial(&url).await,
         }
     };
-    let tcp = tokio::time::timeout(config.connect_timeout, dial)
+    let tcp = tokio::time::timeout_at(deadline, dial)
         .await
         .map_err(|_| Error::timeout(TimeoutPhase::Connect))??;
-    let stream = secure(tcp, &url, config).await?;
-    let (websocket, response) = connect_on(stream, &url, config).await?;
-    let client = Client::new(websocket, config.liveness(), response.protocol.clone());
-    Ok((client, response))
+    let stream = secure(tcp, &url, config, deadline).await?;
+    upgrade(stream, &url, config, deadline).await
 }
 
 /// TLS for `wss://`, within the handshake timeout.
@@ -201,6 +180,7 @@ async fn secure(
     tcp: TcpStream,
     url: &WsUrl,
     config: &ClientConfig,
+    deadline: Instant,
 ) -> Result<MaybeTlsStream, Error> {
     if !url.secure {
         return Ok(MaybeTlsStream::Plain(tcp));
@@ -208,14 +188,15 @@ async fn secure(
     #[cfg(feature = "tls")]
     {
         let handshake = super::tls::handshake(tcp, &url.host, &config.tls);
-        let tls = tokio::time::timeout(config.handshake_timeout, handshake)
+        let phase_deadline = deadline.min(Instant::now() + config.handshake_timeout);
+        let tls = tokio::time::timeout_at(phase_deadline, handshake)
             .await
             .map_err(|_| Error::timeout(TimeoutPhase::Tls))??;
         Ok(MaybeTlsStream::Tls(Box::new(tls)))
     }
     #[cfg(not(feature = "tls"))]
     {
-        let _ = config;
+        let _ = (config, deadline);
         Err(Error::address(
             "wss:// needs the `tls` feature of tether",
             None,
@@ -224,15 +205,35 @@ async fn secure(
 }
 
 /// Runs the opening handshake for `url` on a stream the caller has already connected (a
-/// socket bound to a chosen source address, a tunnel through a proxy, a TLS stream).
+/// socket bound to a chosen source address, a tunnel through a proxy, a TLS stream), within
+/// the handshake timeout.
 ///
 /// # Errors
 /// As [`connect_with`], without the resolve and dial phases.
 pub async fn connect_on<S>(
+    stream: S,
+    url: &WsUrl,
+    config: &ClientConfig,
+) -> Result<(WebSocket, Response), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    upgrade(
+        stream,
+        url,
+        config,
+        Instant::now() + config.handshake_timeout,
+    )
+    .await
+}
+
+/// The opening handshake, within the handshake timeout and `deadline`.
+async fn upgrade<S>(
     mut stream: S,
     url: &WsUrl,
     config: &ClientConfig,
-) -> Result<(WebSocket<S>, Response), Error>
+    deadline: Instant,
+) -> Result<(WebSocket, Response), Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -248,13 +249,14 @@ where
     }
     let request = builder.build().map_err(Error::handshake)?;
 
-    let deadline = Instant::now() + config.handshake_timeout;
+    let deadline = deadline.min(Instant::now() + config.handshake_timeout);
     // Boxed: the handshake's state lives only as long as the handshake (see the server side).
     let handshake = Box::pin(handshake(&mut stream, &request, config, deadline));
     let (response, leftover) = tokio::time::timeout_at(deadline, handshake)
         .await
         .map_err(|_| Error::timeout(TimeoutPhase::Handshake))??;
-    let socket = WebSocket::from_upgraded(stream, Role::Client, config.transport, leftover);
+    let socket = WebSocket::from_upgraded(stream, Role::Client, config.transport.clone(), leftover)
+        .with_protocol(response.protocol.clone());
     Ok((socket, response))
 }
 

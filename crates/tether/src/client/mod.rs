@@ -1,12 +1,12 @@
 //! The client side: [`connect`] to a `ws://` or `wss://` URL (directly or through an HTTP or
-//! SOCKS5 proxy) and get a [`Client`] with the heartbeat and timeouts built in.
+//! SOCKS5 proxy) and get a [`WebSocket`](crate::WebSocket), the same connection type a
+//! server handler gets, with the heartbeat and timeouts built in.
 //!
-//! [`Client::builder`] sets every option; [`connect_on`] runs only the opening handshake on
+//! [`ClientBuilder`] sets every option; [`connect_on`] runs only the opening handshake on
 //! a stream the caller connected.
 
 mod backoff;
 mod builder;
-mod conn;
 mod connect;
 mod proxy;
 mod runner;
@@ -18,11 +18,9 @@ mod url;
 
 pub use backoff::{Backoff, Reconnect};
 pub use builder::ClientBuilder;
-pub use conn::{Client, ClientSender};
 pub use connect::{ClientConfig, Response, connect, connect_on, connect_with};
 pub use proxy::{Proxy, ProxyConfig, ProxyKind};
 pub use runner::{Disconnect, Event, EventHandler, Runner, StopHandle};
-pub use stream::MaybeTlsStream;
 #[cfg(feature = "tls")]
 pub use tls::TlsConfig;
 pub use url::WsUrl;

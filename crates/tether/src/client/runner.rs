@@ -10,17 +10,16 @@ use std::future::Future;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use tether_proto::{CloseCode, CloseFrame, Message, Side};
+use tether_proto::{CloseCode, Message, Side};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::backoff::{Backoff, Reconnect};
 use super::builder::ClientBuilder;
-use super::conn::{Client, ClientSender};
 use super::connect::{ClientConfig, Response, connect_with};
 use crate::codes::{Advice, Ending, Registry, retry_advice};
 use crate::error::{Error, ErrorKind, TimeoutPhase};
-use crate::transport::{CloseInfo, CloseReason};
+use crate::transport::{CloseInfo, CloseReason, Sender, WebSocket};
 
 /// Why the runner lost its connection, or could not get one: what a classifier looks at to
 /// decide whether to reconnect.
@@ -63,7 +62,7 @@ impl<'a> Disconnect<'a> {
         self.was_open
     }
 
-    /// Whether the application closed the connection itself (through a [`ClientSender`]):
+    /// Whether the application closed the connection itself (through a [`Sender`]):
     /// this endpoint started the close and nothing failed but, at most, the wait for the
     /// server's answer. Closes the client makes on its own (a missing pong, a protocol
     /// error) come with their error and are not counted.
@@ -154,7 +153,7 @@ pub enum Event {
     /// A connection is open. `sender` sends on it (from any task) until it ends.
     Open {
         /// Sends on this connection.
-        sender: ClientSender,
+        sender: Sender,
         /// The server's handshake answer.
         response: Response,
     },
@@ -163,16 +162,9 @@ pub enum Event {
     /// An error the runner recovers from: a failed connection attempt or a connection that
     /// failed (a `Reconnecting` follows), or a read timeout (the connection stays open).
     Error(Error),
-    /// The open connection ended.
-    Close {
-        /// The close code, if the closing frame had one (`None`: no status, or an abnormal
-        /// end without a close frame).
-        code: Option<u16>,
-        /// The close reason (empty when there was none).
-        reason: String,
-        /// Who started the close (for an abnormal end: the side that saw it).
-        initiated_by: Side,
-    },
+    /// The open connection ended: who closed first, and the close frame or the state
+    /// (no status, 1005; abnormal, 1006).
+    Close(CloseInfo),
     /// The runner waits `delay`, then makes reconnect attempt `attempt` (from 1; it counts
     /// attempts since the last stable connection).
     Reconnecting {
@@ -220,10 +212,10 @@ type Classifier = Arc<dyn Fn(&Disconnect<'_>) -> Advice + Send + Sync>;
 ///
 /// ```no_run
 /// use tether::Message;
-/// use tether::client::{Client, Event, Reconnect, Runner};
+/// use tether::client::{ClientBuilder, Event, Reconnect, Runner};
 ///
 /// # async fn demo() {
-/// let mut runner = Runner::new("ws://127.0.0.1:9000/feed", Client::builder(), Reconnect::new());
+/// let mut runner = Runner::new("ws://127.0.0.1:9000/feed", ClientBuilder::new(), Reconnect::new());
 /// while let Some(event) = runner.next().await {
 ///     match event {
 ///         Event::Open { sender, .. } => {
@@ -259,7 +251,7 @@ enum State {
 }
 
 struct Open {
-    client: Client,
+    client: WebSocket,
     since: Instant,
     /// The `retry_after_ms` of the last structured error message.
     hint: Option<Duration>,
@@ -312,11 +304,11 @@ impl Runner {
     /// at least the `after` of its [`Advice::Reconnect`].
     ///
     /// ```
-    /// use tether::client::{Client, Reconnect, Runner};
+    /// use tether::client::{ClientBuilder, Reconnect, Runner};
     /// use tether::codes::Advice;
     ///
     /// // Also reconnect after 4003 (say the token is refreshed elsewhere).
-    /// let runner = Runner::new("ws://127.0.0.1:9000", Client::builder(), Reconnect::new())
+    /// let runner = Runner::new("ws://127.0.0.1:9000", ClientBuilder::new(), Reconnect::new())
     ///     .classify(|end| match end.close_code() {
     ///         Some(4003) => Advice::Reconnect { after: None },
     ///         _ => end.default_advice(),
@@ -392,29 +384,31 @@ impl Runner {
                         next = open.client.recv() => Some(next),
                     };
                     match next {
-                        Some(Some(Ok(message))) => {
+                        Some(Ok(Some(message))) => {
                             if let Some(hint) = error_message_hint(&message) {
                                 open.hint = hint;
                             }
                             return Some(Event::Message(message));
                         }
-                        Some(Some(Err(error)))
-                            if error.timeout_phase() == Some(TimeoutPhase::Read) =>
-                        {
+                        Some(Err(error)) if error.timeout_phase() == Some(TimeoutPhase::Read) => {
                             return Some(Event::Error(error));
                         }
                         Some(end) => {
-                            let error = end.and_then(Result::err);
+                            // A close handshake is an end, not an error, whatever its code:
+                            // the classifier reads the code from the close.
+                            let error = end.err().filter(|error| {
+                                error.close_info().is_none() || error.is_abnormal_closure()
+                            });
                             let hint = open.hint;
                             self.conclude(error, true, hint);
                         }
                         None => {
-                            let frame = CloseFrame::new(CloseCode::NORMAL, "");
                             // Bounded by the close timeout; a failure still ends the connection.
-                            let _ = open.client.close(Some(frame)).await;
-                            let info = open.client.close_info();
-                            self.queue
-                                .push_back(close_event(info.as_ref(), Side::Local));
+                            let _ = open.client.close(CloseCode::NORMAL, "").await;
+                            let info = open.client.close_info().unwrap_or_else(|| {
+                                CloseInfo::new(Side::Local, CloseReason::NoStatus)
+                            });
+                            self.queue.push_back(Event::Close(info));
                             self.finish(None);
                         }
                     }
@@ -430,7 +424,7 @@ impl Runner {
     /// # Errors
     /// The error that stopped the runner; see [`Event::Stopped`].
     pub async fn run<H: EventHandler>(mut self, mut handler: H) -> Result<(), Error> {
-        let mut sender: Option<ClientSender> = None;
+        let mut sender: Option<Sender> = None;
         while let Some(event) = self.next().await {
             match event {
                 Event::Open {
@@ -446,9 +440,9 @@ impl Runner {
                     }
                 }
                 Event::Error(error) => handler.on_error(&error).await,
-                Event::Close { code, reason, .. } => {
+                Event::Close(info) => {
                     sender = None;
-                    handler.on_close(code, &reason).await;
+                    handler.on_close(&info).await;
                 }
                 Event::Reconnecting { attempt, delay } => {
                     handler.on_reconnect(attempt, delay).await;
@@ -471,15 +465,14 @@ impl Runner {
             let State::Open(open) = std::mem::replace(&mut self.state, State::Connect) else {
                 return;
             };
-            let info = open.client.close_info();
-            self.queue
-                .push_back(close_event(info.as_ref(), Side::Remote));
-            self.backoff.record_uptime(open.since.elapsed());
             // A connection that ended without any record of how, ended abnormally.
-            close = Some(info.unwrap_or(CloseInfo {
-                initiated_by: Side::Remote,
-                reason: CloseReason::Abnormal,
-            }));
+            let info = open
+                .client
+                .close_info()
+                .unwrap_or_else(|| CloseInfo::new(Side::Remote, CloseReason::Abnormal));
+            self.queue.push_back(Event::Close(info.clone()));
+            self.backoff.record_uptime(open.since.elapsed());
+            close = Some(info);
         }
         let disconnect = Disconnect {
             error: error.as_ref(),
@@ -547,21 +540,6 @@ impl Runner {
     }
 }
 
-fn close_event(info: Option<&CloseInfo>, default_side: Side) -> Event {
-    match info {
-        Some(info) => Event::Close {
-            code: info.reason.code().map(CloseCode::as_u16),
-            reason: info.reason.reason().to_owned(),
-            initiated_by: info.initiated_by,
-        },
-        None => Event::Close {
-            code: None,
-            reason: String::new(),
-            initiated_by: default_side,
-        },
-    }
-}
-
 /// Resolves once the stop flag is set (never, if every handle is gone: cannot happen while
 /// the runner keeps its own).
 async fn stopped(stop: &mut watch::Receiver<bool>) {
@@ -612,39 +590,32 @@ fn error_message_hint(_message: &Message) -> Option<Option<Duration>> {
 ///
 /// ```no_run
 /// use tether::Message;
-/// use tether::client::{Client, ClientSender, EventHandler, Reconnect, Runner};
+/// use tether::Sender;
+/// use tether::client::{ClientBuilder, EventHandler, Reconnect, Runner};
 ///
 /// struct Echo;
 ///
 /// impl EventHandler for Echo {
-///     async fn on_message(&mut self, sender: &ClientSender, message: Message) {
+///     async fn on_message(&mut self, sender: &Sender, message: Message) {
 ///         let _ = sender.send(message).await;
 ///     }
 /// }
 ///
 /// # async fn demo() -> Result<(), tether::Error> {
-/// Runner::new("ws://127.0.0.1:9000", Client::builder(), Reconnect::new())
+/// Runner::new("ws://127.0.0.1:9000", ClientBuilder::new(), Reconnect::new())
 ///     .run(Echo)
 ///     .await
 /// # }
 /// ```
 pub trait EventHandler: Send {
     /// A connection opened; `sender` sends on it.
-    fn on_open(
-        &mut self,
-        sender: &ClientSender,
-        response: &Response,
-    ) -> impl Future<Output = ()> + Send {
+    fn on_open(&mut self, sender: &Sender, response: &Response) -> impl Future<Output = ()> + Send {
         let _ = (sender, response);
         async {}
     }
 
     /// A message arrived; `sender` sends on the same connection.
-    fn on_message(
-        &mut self,
-        sender: &ClientSender,
-        message: Message,
-    ) -> impl Future<Output = ()> + Send {
+    fn on_message(&mut self, sender: &Sender, message: Message) -> impl Future<Output = ()> + Send {
         let _ = (sender, message);
         async {}
     }
@@ -655,9 +626,10 @@ pub trait EventHandler: Send {
         async {}
     }
 
-    /// The connection ended with this close code (`None`: no status or abnormal) and reason.
-    fn on_close(&mut self, code: Option<u16>, reason: &str) -> impl Future<Output = ()> + Send {
-        let _ = (code, reason);
+    /// The connection ended as `info` says (its code and reason, or no status, or
+    /// abnormal).
+    fn on_close(&mut self, info: &CloseInfo) -> impl Future<Output = ()> + Send {
+        let _ = info;
         async {}
     }
 
@@ -669,19 +641,11 @@ pub trait EventHandler: Send {
 }
 
 impl<H: EventHandler> EventHandler for &mut H {
-    fn on_open(
-        &mut self,
-        sender: &ClientSender,
-        response: &Response,
-    ) -> impl Future<Output = ()> + Send {
+    fn on_open(&mut self, sender: &Sender, response: &Response) -> impl Future<Output = ()> + Send {
         (**self).on_open(sender, response)
     }
 
-    fn on_message(
-        &mut self,
-        sender: &ClientSender,
-        message: Message,
-    ) -> impl Future<Output = ()> + Send {
+    fn on_message(&mut self, sender: &Sender, message: Message) -> impl Future<Output = ()> + Send {
         (**self).on_message(sender, message)
     }
 
@@ -689,8 +653,8 @@ impl<H: EventHandler> EventHandler for &mut H {
         (**self).on_error(error)
     }
 
-    fn on_close(&mut self, code: Option<u16>, reason: &str) -> impl Future<Output = ()> + Send {
-        (**self).on_close(code, reason)
+    fn on_close(&mut self, info: &CloseInfo) -> impl Future<Output = ()> + Send {
+        (**self).on_close(info)
     }
 
     fn on_reconnect(&mut self, attempt: u32, delay: Duration) -> impl Future<Output = ()> + Send {
@@ -729,7 +693,7 @@ mod tests {
     fn the_default_classifier_follows_the_contract() {
         let closed = |code: u16| CloseInfo {
             initiated_by: Side::Remote,
-            reason: CloseReason::Frame(CloseFrame::new(
+            reason: CloseReason::Frame(tether_proto::CloseFrame::new(
                 CloseCode::new(code).expect("sendable"),
                 "",
             )),

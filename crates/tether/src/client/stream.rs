@@ -11,23 +11,12 @@ use tokio::net::TcpStream;
 /// A client connection's stream: `ws://` is plain TCP, `wss://` TLS over TCP.
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum MaybeTlsStream {
+pub(crate) enum MaybeTlsStream {
     /// Plain TCP.
     Plain(TcpStream),
     /// TLS over TCP.
     #[cfg(feature = "tls")]
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
-impl MaybeTlsStream {
-    /// The TCP stream underneath.
-    pub fn tcp(&self) -> &TcpStream {
-        match self {
-            Self::Plain(stream) => stream,
-            #[cfg(feature = "tls")]
-            Self::Tls(stream) => stream.get_ref().0,
-        }
-    }
 }
 
 impl AsyncRead for MaybeTlsStream {

@@ -39,7 +39,7 @@ pub use self::redis::{
 pub use backplane::{Backplane, MemoryBackplane, MemoryBus, RemoteSink};
 pub use stats::{FANOUT_BUCKETS, FanoutHistogram, HubStats};
 
-use crate::server::SocketSender;
+use crate::transport::Sender;
 
 /// The close code for a member disconnected as a slow consumer: 1013 "try again later"
 /// (retryable: the client should reconnect with backoff).
@@ -367,7 +367,7 @@ impl Hub {
 
     /// Registers a server connection; a slow consumer is closed with
     /// [`SLOW_CONSUMER_CLOSE`] and the reason `slow consumer`.
-    pub fn member_for(&self, sender: &SocketSender) -> (Member, Outbound) {
+    pub fn member_for(&self, sender: &Sender) -> (Member, Outbound) {
         let sender = sender.clone();
         // The close runs on the runtime the member registered on, whichever thread the
         // broadcast that finds it slow runs on.

@@ -8,7 +8,6 @@ use tether_proto::handshake::{
     HandshakeConfig, HandshakeError, Request, accept_response, parse_request, reject_response,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::http::{HttpRequest, HttpResponse};
 use crate::codes::ErrorCode;
@@ -141,32 +140,11 @@ impl Reject {
     }
 }
 
-/// Accepts a WebSocket on a TCP stream with the default settings and no checks beyond the
-/// protocol's; sets `TCP_NODELAY`.
-///
-/// # Errors
-/// As [`accept_with`].
-pub async fn accept(stream: TcpStream) -> Result<(WebSocket<TcpStream>, Request), Error> {
-    accept_tcp(stream, &ServerConfig::default(), |_| Ok(Accept::default())).await
-}
-
-/// Accepts a WebSocket on a TCP stream; sets `TCP_NODELAY`, then as [`accept_with`].
-///
-/// # Errors
-/// As [`accept_with`].
-pub async fn accept_tcp<F>(
-    stream: TcpStream,
-    config: &ServerConfig,
-    decide: F,
-) -> Result<(WebSocket<TcpStream>, Request), Error>
-where
-    F: FnOnce(&Request) -> Result<Accept, Reject>,
-{
-    stream.set_nodelay(true)?;
-    accept_with(stream, config, decide).await
-}
-
-/// Reads the upgrade request from `stream`, asks `decide`, and answers it.
+/// Accepts a WebSocket on any stream the caller accepted (TCP, TLS, a Unix socket, an
+/// in-memory duplex): reads the upgrade request (bounded in size and time), asks `decide`,
+/// and answers 101 or an HTTP rejection. This is the bare handshake under
+/// [`Server`](super::Server), for programs that want no routes or policies (an echo server,
+/// a proxy); set `TCP_NODELAY` on a TCP stream first.
 ///
 /// # Errors
 /// - [`ErrorKind::Protocol`](crate::ErrorKind::Protocol): the request was malformed or not
@@ -178,29 +156,48 @@ where
 ///   not arrive in time.
 /// - [`ErrorKind::ConnectionClosed`](crate::ErrorKind::ConnectionClosed) or
 ///   [`ErrorKind::Io`](crate::ErrorKind::Io): the client went away.
-pub async fn accept_with<S, F>(
+pub async fn accept<S, F>(
     stream: S,
     config: &ServerConfig,
     decide: F,
-) -> Result<(WebSocket<S>, Request), Error>
+) -> Result<(WebSocket, Request), Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: FnOnce(&Request) -> Result<Accept, Reject>,
 {
     // The handshake's state (buffers, timer, parsed request) lives in its own allocation for
     // the handshake only, so a connection's task does not carry its size for its whole life.
-    Box::pin(handshake(stream, config, decide, |_| None)).await
+    let upgraded = Box::pin(handshake(stream, config, decide, |_| None)).await?;
+    let socket = WebSocket::from_upgraded(
+        upgraded.stream,
+        Role::Server,
+        config.transport.clone(),
+        upgraded.leftover,
+    )
+    .with_protocol(upgraded.protocol);
+    Ok((socket, upgraded.request))
 }
 
-/// As [`accept_with`], and a request that is not a WebSocket upgrade is offered to `http`
-/// first: its response is sent (and the result is a [`Rejected`](crate::ErrorKind::Rejected)
-/// error with that status); `None` falls back to the upgrade error's own response.
-pub(crate) async fn accept_or_http<S, F, H>(
+/// A stream on which the server answered 101.
+pub(crate) struct Upgraded<S> {
+    pub(crate) stream: S,
+    pub(crate) request: Request,
+    /// Bytes that followed the request: the start of the WebSocket stream.
+    pub(crate) leftover: BytesMut,
+    /// The subprotocol the decision selected.
+    pub(crate) protocol: Option<String>,
+}
+
+/// As [`accept`] without making the connection, and a request that is not a WebSocket
+/// upgrade is offered to `http` first: its response is sent (and the result is a
+/// [`Rejected`](crate::ErrorKind::Rejected) error with that status); `None` falls back to the
+/// upgrade error's own response.
+pub(crate) async fn upgrade_or_http<S, F, H>(
     stream: S,
     config: &ServerConfig,
     decide: F,
     http: H,
-) -> Result<(WebSocket<S>, Request), Error>
+) -> Result<Upgraded<S>, Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: FnOnce(&Request) -> Result<Accept, Reject>,
@@ -214,7 +211,7 @@ async fn handshake<S, F, H>(
     config: &ServerConfig,
     decide: F,
     http: H,
-) -> Result<(WebSocket<S>, Request), Error>
+) -> Result<Upgraded<S>, Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: FnOnce(&Request) -> Result<Accept, Reject>,
@@ -251,8 +248,12 @@ where
             let response = accept_response(&request, accept.protocol.as_deref(), None, &headers);
             stream.write_all(&response).await?;
             stream.flush().await?;
-            let socket = WebSocket::from_upgraded(stream, Role::Server, config.transport, leftover);
-            Ok((socket, request))
+            Ok(Upgraded {
+                stream,
+                request,
+                leftover,
+                protocol: accept.protocol,
+            })
         }
         Err(reject) => {
             respond_and_close(&mut stream, &reject.to_response()).await;

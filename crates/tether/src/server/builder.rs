@@ -2,7 +2,7 @@
 //! a documented default.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tether_proto::Message;
@@ -14,50 +14,7 @@ use super::limits::{ConnectionCaps, RateLimit};
 use super::router::{PatternError, Routes};
 use super::{Reject, ServerConfig};
 use crate::codes::{ErrorCode, Registry, RegistryError};
-use crate::transport::Config;
-
-/// Which client close codes end a handler quietly (its `recv` returns `Ok(None)`); other
-/// disconnects reach it as an error it can match on. Default: 1000 and 1001.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CaughtCloseCodes(Caught);
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Caught {
-    All,
-    Only(Arc<[u16]>),
-}
-
-impl CaughtCloseCodes {
-    /// Every disconnect ends the handler quietly, including an abnormal one (1006).
-    pub fn all() -> Self {
-        Self(Caught::All)
-    }
-
-    /// No disconnect is quiet: every one reaches the handler as an error.
-    pub fn none() -> Self {
-        Self(Caught::Only(Arc::from([])))
-    }
-
-    /// Exactly these codes (1005 and 1006 stand for a close without status and an abnormal
-    /// closure).
-    pub fn only(codes: impl IntoIterator<Item = u16>) -> Self {
-        Self(Caught::Only(codes.into_iter().collect()))
-    }
-
-    /// Whether a disconnect with `code` is caught.
-    pub fn contains(&self, code: u16) -> bool {
-        match &self.0 {
-            Caught::All => true,
-            Caught::Only(codes) => codes.contains(&code),
-        }
-    }
-}
-
-impl Default for CaughtCloseCodes {
-    fn default() -> Self {
-        Self::only([1000, 1001])
-    }
-}
+use crate::transport::{CaughtCloseCodes, Config};
 
 type Guard<S> = Arc<dyn Fn(&RequestContext<'_, S>) -> Result<(), Reject> + Send + Sync>;
 
@@ -65,10 +22,28 @@ type Guard<S> = Arc<dyn Fn(&RequestContext<'_, S>) -> Result<(), Reject> + Send 
 pub struct Route<S> {
     pub(crate) handler: Arc<dyn ErasedHandler<S>>,
     pub(crate) guards: Vec<Guard<S>>,
-    pub(crate) caught: CaughtCloseCodes,
+    /// This route's caught close codes, when they override the server's.
+    pub(crate) caught: Option<CaughtCloseCodes>,
     pub(crate) protocols: Vec<String>,
     /// This route's rate limit, when it overrides the server's.
     pub(crate) rate_limit: Option<Option<RateLimit>>,
+    /// The connection settings of this route's connections: the server's, with this
+    /// route's caught close codes; made once, shared by every connection.
+    pub(crate) config: OnceLock<Arc<Config>>,
+}
+
+impl<S> Route<S> {
+    /// The settings of this route's connections.
+    pub(crate) fn connection_config(&self, server: &Config) -> Arc<Config> {
+        let config = self.config.get_or_init(|| {
+            let mut config = server.clone();
+            if let Some(caught) = &self.caught {
+                config.caught_close_codes = caught.clone();
+            }
+            Arc::new(config)
+        });
+        Arc::clone(config)
+    }
 }
 
 impl<S> fmt::Debug for Route<S> {
@@ -91,9 +66,10 @@ impl<S: 'static> Route<S> {
         Self {
             handler: Arc::new(HandlerBox::new(handler)),
             guards: Vec::new(),
-            caught: CaughtCloseCodes::default(),
+            caught: None,
             protocols: Vec::new(),
             rate_limit: None,
+            config: OnceLock::new(),
         }
     }
 
@@ -113,9 +89,10 @@ impl<S: 'static> Route<S> {
         self
     }
 
-    /// Which client close codes end the handler quietly; see [`CaughtCloseCodes`].
+    /// Which client close codes end this route's handler quietly, instead of the server's
+    /// ([`Config::caught_close_codes`], default 1000, 1001 and 1005).
     pub fn caught_close_codes(mut self, caught: CaughtCloseCodes) -> Self {
-        self.caught = caught;
+        self.caught = Some(caught);
         self
     }
 
@@ -139,9 +116,6 @@ pub(crate) type RequestIdFn = Arc<dyn Fn(&Message) -> Option<String> + Send + Sy
 
 /// The policies every connection of a server follows.
 pub(crate) struct Settings {
-    pub(crate) ping_interval: Option<Duration>,
-    pub(crate) ping_timeout: Duration,
-    pub(crate) idle_timeout: Option<Duration>,
     pub(crate) rate_limit: Option<RateLimit>,
     pub(crate) codes: Registry,
     pub(crate) request_id: RequestIdFn,
@@ -151,9 +125,6 @@ pub(crate) struct Settings {
 impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Settings")
-            .field("ping_interval", &self.ping_interval)
-            .field("ping_timeout", &self.ping_timeout)
-            .field("idle_timeout", &self.idle_timeout)
             .field("rate_limit", &self.rate_limit)
             .field("error_handlers", &self.error_handlers)
             .finish_non_exhaustive()
@@ -206,9 +177,6 @@ pub struct ServerBuilder<S> {
     routes: Routes<Route<S>>,
     http_routes: Routes<HttpHandler<S>>,
     error: Option<BuildError>,
-    ping_interval: Option<Duration>,
-    ping_timeout: Duration,
-    idle_timeout: Option<Duration>,
     rate_limit: Option<RateLimit>,
     codes: Registry,
     request_id: RequestIdFn,
@@ -238,9 +206,6 @@ impl<S: Clone + Send + Sync + 'static> ServerBuilder<S> {
             routes: Routes::default(),
             http_routes: Routes::default(),
             error: None,
-            ping_interval: Some(Duration::from_secs(20)),
-            ping_timeout: Duration::from_secs(20),
-            idle_timeout: None,
             rate_limit: None,
             codes: Registry::default(),
             request_id: Arc::new(|_| None),
@@ -314,21 +279,21 @@ impl<S: Clone + Send + Sync + 'static> ServerBuilder<S> {
 
     /// Pings every `interval` (`None`: never). Default: 20 s.
     pub fn ping_interval(mut self, interval: impl Into<Option<Duration>>) -> Self {
-        self.ping_interval = interval.into();
+        self.config.transport.ping_interval = interval.into();
         self
     }
 
     /// How long a pong may take before the peer is considered dead and closed with 1011.
     /// Default: 20 s.
     pub fn ping_timeout(mut self, timeout: Duration) -> Self {
-        self.ping_timeout = timeout;
+        self.config.transport.ping_timeout = timeout;
         self
     }
 
     /// Closes a connection with 1001 when the client sends no message for this long
     /// (`None`: never). Default: none.
     pub fn idle_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
-        self.idle_timeout = timeout.into();
+        self.config.transport.idle_timeout = timeout.into();
         self
     }
 
@@ -383,7 +348,8 @@ impl<S: Clone + Send + Sync + 'static> ServerBuilder<S> {
         self
     }
 
-    /// The transport settings as a whole (limits and close timeout).
+    /// The connection settings as a whole (limits, heartbeat, timeouts, caught close codes);
+    /// the setters above change one of them each.
     pub fn transport(mut self, config: Config) -> Self {
         self.config.transport = config;
         self
@@ -405,9 +371,6 @@ impl<S: Clone + Send + Sync + 'static> ServerBuilder<S> {
             return Err(error);
         }
         let settings = Settings {
-            ping_interval: self.ping_interval,
-            ping_timeout: self.ping_timeout,
-            idle_timeout: self.idle_timeout,
             rate_limit: self.rate_limit,
             codes: self.codes,
             request_id: self.request_id,

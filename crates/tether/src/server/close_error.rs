@@ -28,10 +28,9 @@ impl CloseError {
     pub fn from_code(code: u16, reason: impl Into<Reason>) -> Self {
         match CloseCode::new(code) {
             Ok(code) => Self::new(code, reason),
-            Err(_) => Self::new(
-                CloseCode::INTERNAL_ERROR,
-                Reason::from_static("internal error"),
-            ),
+            Err(_) => Self {
+                frame: super::policy::internal_close(),
+            },
         }
     }
 

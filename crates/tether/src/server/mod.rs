@@ -5,11 +5,11 @@
 //! handler returns becomes the close (or error message) the client sees, and nothing internal
 //! ever reaches it (see [`app_error`](self::AppError) and the crate's "Error handling" guide).
 //!
-//! [`accept`] is the bare handshake: it reads the upgrade request (bounded in size and time),
-//! lets a decision function look at it, and answers 101 or an HTTP rejection. A malformed
-//! request gets the precise status its
-//! [`HandshakeError`](tether_proto::handshake::HandshakeError) maps to (400, 405, 426, 431,
-//! 505), never a panic.
+//! [`accept`] is the bare handshake on any stream: it reads the upgrade request (bounded in
+//! size and time), lets a decision function look at it, and answers 101 or an HTTP
+//! rejection. A malformed request gets the precise status its
+//! [`HandshakeError`](crate::HandshakeError) maps to (400, 405, 426, 431, 505), never a
+//! panic.
 
 mod accept;
 mod app_error;
@@ -18,13 +18,14 @@ mod close_error;
 mod extract;
 mod http;
 mod limits;
+mod policy;
 mod router;
 mod serve;
 mod socket;
 
-pub use accept::{Accept, Reject, ServerConfig, accept, accept_tcp, accept_with};
+pub use accept::{Accept, Reject, ServerConfig, accept};
 pub use app_error::{AppError, BoxError, ErrorAction};
-pub use builder::{BuildError, CaughtCloseCodes, Route, ServerBuilder};
+pub use builder::{BuildError, Route, ServerBuilder};
 pub use close_error::CloseError;
 pub use extract::{
     FromRequest, Handler, Headers, Path, Peer, PreparedHandler, Query, RequestContext, State,
@@ -33,4 +34,4 @@ pub use http::{HttpRequest, HttpResponse};
 pub use limits::RateLimit;
 pub use router::{PathParams, Pattern, PatternError, Routes, parse_query};
 pub use serve::Server;
-pub use socket::{Socket, SocketSender, SocketState};
+pub use socket::Socket;

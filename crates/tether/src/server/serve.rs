@@ -14,34 +14,37 @@ use std::io;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tether_proto::handshake::Request;
-use tether_proto::{CloseCode, CloseFrame, Reason};
-use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use tether_proto::{CloseCode, CloseFrame, Role};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use tracing::Instrument;
 
-use super::accept::accept_or_http;
-use super::app_error::{BoxError, Outcome, error_chain};
-use super::builder::{CaughtCloseCodes, ServerBuilder, ServerParts};
+use super::accept::upgrade_or_http;
+use super::app_error::{BoxError, error_chain};
+use super::builder::{ServerBuilder, ServerParts};
 use super::extract::{PreparedHandler, RequestContext};
 use super::http::{HttpRequest, HttpResponse};
 use super::limits::RateLimit;
-use super::socket::{ConnContext, INTERNAL_REASON, Socket, SocketSender, log_internal};
+use super::policy::{Then, deliver, internal_close, log_internal};
+use super::socket::{ConnContext, Socket};
 use super::{Accept, Reject};
 use crate::error::{Error, ErrorKind};
-use crate::transport::Sender;
+use crate::transport::{BoxIo, Config, Sender, WebSocket, next_connection_id};
 
 /// A WebSocket server: routes, guards, error mappings and connection policies.
 ///
 /// Build one with [`Server::builder`] (or [`Server::with_state`]), then run it with
 /// [`serve`](Server::serve), [`serve_with_shutdown`](Server::serve_with_shutdown) or
-/// [`serve_on`](Server::serve_on).
+/// [`serve_on`](Server::serve_on), or hand it streams you accepted yourself with
+/// [`serve_stream`](Server::serve_stream).
 pub struct Server<S> {
     inner: Arc<Inner<S>>,
 }
@@ -64,7 +67,6 @@ impl<S> std::fmt::Debug for Server<S> {
 
 struct Inner<S> {
     parts: ServerParts<S>,
-    next_id: AtomicU64,
     live: Mutex<HashMap<u64, LiveConn>>,
     shutting_down: AtomicBool,
     emptied: Notify,
@@ -74,7 +76,7 @@ struct Inner<S> {
 struct LiveConn {
     abort: Option<AbortHandle>,
     /// Set once the connection is upgraded.
-    sender: Option<Sender<TcpStream>>,
+    sender: Option<Sender>,
 }
 
 impl<S> Inner<S> {
@@ -100,7 +102,6 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
         Self {
             inner: Arc::new(Inner {
                 parts,
-                next_id: AtomicU64::new(1),
                 live: Mutex::new(HashMap::new()),
                 shutting_down: AtomicBool::new(false),
                 emptied: Notify::new(),
@@ -154,7 +155,10 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
                 biased;
                 () = &mut signal => break,
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => self.spawn_connection(stream, peer),
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        self.spawn_connection(Box::new(stream), peer);
+                    }
                     Err(error) => {
                         tracing::warn!(%error, "accept failed; pausing before the next");
                         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -167,8 +171,35 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
         Ok(())
     }
 
-    fn spawn_connection(&self, stream: TcpStream, peer: SocketAddr) {
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+    /// Serves one connection on a stream accepted elsewhere (a TLS stream, a Unix socket, a
+    /// tunnel, an in-memory duplex in tests): the handshake with this server's routes and
+    /// guards, the handler, the error contract and the close; returns when the connection
+    /// is over. `peer` is the address handlers see. The connection takes part in graceful
+    /// shutdown like the ones the server accepted itself.
+    pub async fn serve_stream<I>(&self, stream: I, peer: SocketAddr)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let id = next_connection_id();
+        let guard = LiveGuard {
+            inner: Arc::clone(&self.inner),
+            id,
+        };
+        self.inner.live().insert(
+            id,
+            LiveConn {
+                abort: None,
+                sender: None,
+            },
+        );
+        let span = tracing::info_span!("ws", conn = id, %peer, route = tracing::field::Empty);
+        connection(Arc::clone(&self.inner), Box::new(stream), peer, id, guard)
+            .instrument(span)
+            .await;
+    }
+
+    fn spawn_connection(&self, stream: BoxIo, peer: SocketAddr) {
+        let id = next_connection_id();
         let guard = LiveGuard {
             inner: Arc::clone(&self.inner),
             id,
@@ -208,7 +239,7 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
         }
         for sender in senders.into_iter().filter_map(|(sender, _)| sender) {
             tokio::spawn(async move {
-                let _ = sender.close(Some(going_away())).await;
+                let _ = sender.close_frame(going_away()).await;
             });
         }
         let deadline = inner.parts.shutdown_timeout;
@@ -269,14 +300,14 @@ impl<S> Drop for LiveGuard<S> {
 /// What the handshake decided for an accepted connection.
 struct Chosen {
     handler: PreparedHandler,
-    caught: CaughtCloseCodes,
+    config: Arc<Config>,
     rate_limit: Option<RateLimit>,
     route: Arc<str>,
 }
 
 async fn connection<S: Clone + Send + Sync + 'static>(
     inner: Arc<Inner<S>>,
-    stream: TcpStream,
+    stream: BoxIo,
     peer: SocketAddr,
     id: u64,
     _guard: LiveGuard<S>,
@@ -284,14 +315,13 @@ async fn connection<S: Clone + Send + Sync + 'static>(
     let parts = &inner.parts;
     let permit = parts.caps.acquire(peer.ip());
     let mut chosen = None;
-    let _ = stream.set_nodelay(true);
     let mut served_http = None;
     let http = |request: &HttpRequest| {
         let response = plain_http(parts, request);
         served_http = response.as_ref().map(|response| response.status);
         response
     };
-    let accepted = accept_or_http(
+    let accepted = upgrade_or_http(
         stream,
         &parts.config,
         |request| {
@@ -316,8 +346,8 @@ async fn connection<S: Clone + Send + Sync + 'static>(
         http,
     )
     .await;
-    let websocket = match accepted {
-        Ok((websocket, _request)) => websocket,
+    let upgraded = match accepted {
+        Ok(upgraded) => upgraded,
         Err(_) if served_http.is_some() => {
             tracing::debug!(status = served_http, "served a plain HTTP request");
             return;
@@ -329,7 +359,7 @@ async fn connection<S: Clone + Send + Sync + 'static>(
     };
     let Some(Chosen {
         handler,
-        caught,
+        config,
         rate_limit,
         route,
     }) = chosen
@@ -337,7 +367,10 @@ async fn connection<S: Clone + Send + Sync + 'static>(
         return;
     };
     tracing::Span::current().record("route", &*route);
-    let (receiver, sender) = websocket.split();
+    // The request is not needed after the handshake: let it go with the rest.
+    let ws = WebSocket::new(upgraded.stream, Role::Server, config, upgraded.leftover, id)
+        .with_protocol(upgraded.protocol);
+    let sender = ws.sender();
     let shutting_down = {
         let mut live = inner.live();
         if let Some(conn) = live.get_mut(&id) {
@@ -346,7 +379,7 @@ async fn connection<S: Clone + Send + Sync + 'static>(
         inner.shutting_down.load(Ordering::SeqCst)
     };
     if shutting_down {
-        let _ = sender.close(Some(going_away())).await;
+        let _ = sender.close_frame(going_away()).await;
     }
     tracing::debug!("connection open");
     let ctx = Arc::new(ConnContext {
@@ -356,13 +389,7 @@ async fn connection<S: Clone + Send + Sync + 'static>(
         settings: Arc::clone(&parts.settings),
         parked: Mutex::new(None),
     });
-    let socket = Socket::new(
-        receiver,
-        sender.clone(),
-        Arc::clone(&ctx),
-        caught,
-        rate_limit,
-    );
+    let socket = Socket::new(ws, Arc::clone(&ctx), rate_limit);
     let outcome = CatchUnwind((handler.0)(socket)).await;
     finish(&ctx, &sender, outcome).await;
     drop(permit);
@@ -400,7 +427,7 @@ fn decide<S>(
     let protocol = request.select_protocol(&route.protocols).map(str::to_owned);
     *chosen = Some(Chosen {
         handler,
-        caught: route.caught.clone(),
+        config: route.connection_config(&parts.config.transport),
         rate_limit: route.rate_limit.unwrap_or(parts.settings.rate_limit),
         route: Arc::from(pattern.as_str()),
     });
@@ -438,69 +465,47 @@ type HandlerOutcome = Result<Result<(), BoxError>, Box<dyn Any + Send>>;
 
 /// Turns the handler's result into the close the client sees, then finishes the close
 /// handshake.
-async fn finish(ctx: &Arc<ConnContext>, sender: &Sender<TcpStream>, outcome: HandlerOutcome) {
-    let internal_close = || CloseFrame::new(CloseCode::INTERNAL_ERROR, INTERNAL_REASON);
-    match outcome {
+async fn finish(ctx: &Arc<ConnContext>, sender: &Sender, outcome: HandlerOutcome) {
+    let delivered = match outcome {
+        // A handler that returned leaves with 1000, unless the connection is closing already.
+        Ok(Ok(())) if sender.is_closed() => Ok(()),
         Ok(Ok(())) => {
-            if !sender.is_closed() {
-                let _ = sender
-                    .close(Some(CloseFrame::new(CloseCode::NORMAL, "")))
-                    .await;
-            }
+            let normal = CloseFrame::new(CloseCode::NORMAL, "");
+            sender.close_frame(normal).await
         }
         Ok(Err(error)) => match error.downcast_ref::<Error>() {
-            Some(transport) if sender.is_closed() => log_disconnect(transport),
+            // The handler passed on the end of the connection: nothing left to say.
+            Some(transport) if sender.is_closed() => {
+                log_disconnect(transport);
+                Ok(())
+            }
             _ => {
-                let closed_already = sender.is_closed();
-                match ctx.settings.error_handlers.outcome(&*error) {
-                    Outcome::Close(close) => {
-                        tracing::debug!(
-                            code = close.code().as_u16(),
-                            "handler closed the connection"
-                        );
-                        let _ = sender.close(Some(close.frame().clone())).await;
-                    }
-                    Outcome::Message(app) if !closed_already => {
-                        let code = app.code();
-                        let reason = Reason::from(app.message());
-                        let socket_sender =
-                            SocketSender::from_parts(sender.clone(), Arc::clone(ctx));
-                        let _ = socket_sender.send_error(app).await;
-                        // The handler is done, so the connection ends here too: with the
-                        // error's code (1011 for 5000).
-                        let close = CloseCode::new(code).map_or_else(
-                            |_| internal_close(),
-                            |code| CloseFrame::new(code, reason),
-                        );
-                        let _ = sender.close(Some(close)).await;
-                    }
-                    Outcome::Message(_) => {
-                        tracing::debug!(%error, "handler returned an application error after the close");
-                    }
-                    Outcome::Internal => {
-                        log_internal(ctx, &error_chain(&*error));
-                        let _ = sender.close(Some(internal_close())).await;
-                    }
-                }
+                let outcome = ctx.settings.error_handlers.outcome(&*error);
+                deliver(sender, ctx, outcome, Then::Close, || error_chain(&*error))
+                    .await
+                    .map(drop)
             }
         },
         Err(panic) => {
             log_internal(ctx, &format!("panic: {}", panic_message(&*panic)));
-            let _ = sender.close(Some(internal_close())).await;
+            sender.close_frame(internal_close()).await
         }
+    };
+    if let Err(error) = delivered {
+        tracing::debug!(%error, "the close could not be sent");
     }
     let parked = ctx
         .parked
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .take();
-    if let Some(mut receiver) = parked {
-        while let Some(next) = receiver.recv().await {
+    if let Some(mut reader) = parked {
+        while let Some(next) = reader.recv().await {
             if next.is_err() {
                 break;
             }
         }
-        if let Some(info) = receiver.close_info() {
+        if let Some(info) = reader.close_info() {
             tracing::debug!(
                 code = info.reason.display_code(),
                 reason = info.reason.reason(),

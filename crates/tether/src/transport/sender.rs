@@ -1,4 +1,5 @@
-//! The sending half: a cloneable handle that many tasks can send through at once.
+//! [`Sender`]: a cloneable handle that many tasks can send through at once, and the outbox
+//! behind it.
 //!
 //! Every frame is encoded under the protocol lock into the connection's outbox, in order, so
 //! the core's close rules see every frame and a data frame can never overtake a close frame.
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
-use tether_proto::{CloseFrame, Message, Role, SendError};
+use tether_proto::{CloseCode, CloseFrame, Message, Reason, Role, SendError};
 use tokio::io::AsyncWrite;
 use tokio::time::Instant;
 
@@ -53,7 +54,7 @@ pub(crate) enum WriteError {
     Io(io::Error),
 }
 
-impl<S> Writer<S> {
+impl Writer {
     /// Whether the queued bytes must be written now: on request, past the feed threshold, or
     /// when a payload waits in the tail.
     fn must_write(&self, flush: Flush) -> bool {
@@ -66,7 +67,7 @@ impl<S> Writer<S> {
     }
 }
 
-impl<S: AsyncWrite> Writer<S> {
+impl Writer {
     /// Writes the whole buffer, then the tail. Cancel-safe: what was written is removed as it
     /// goes, so a cancelled write resumes where it stopped.
     fn poll_write_buffered(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -111,12 +112,12 @@ enum Pending {
 
 /// Clears the flusher role if the flushing future is dropped before it finished, and wakes a
 /// waiting writer to take over.
-struct FlusherGuard<'a, S> {
-    shared: &'a Shared<S>,
+struct FlusherGuard<'a> {
+    shared: &'a Shared,
     armed: bool,
 }
 
-impl<S> Drop for FlusherGuard<'_, S> {
+impl Drop for FlusherGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
             self.shared.writer().flushing = false;
@@ -125,7 +126,7 @@ impl<S> Drop for FlusherGuard<'_, S> {
     }
 }
 
-impl<S: AsyncWrite> Shared<S> {
+impl Shared {
     /// Encodes one frame with `encode` and writes it, in order with every other writer.
     pub(crate) async fn write_frame<F>(&self, encode: F) -> Result<(), WriteError>
     where
@@ -179,11 +180,7 @@ impl<S: AsyncWrite> Shared<S> {
     }
 
     /// Decides, with the lock held and the frame queued, what is left to do.
-    fn next_step(
-        &self,
-        writer: &mut Writer<S>,
-        flush: Flush,
-    ) -> Result<Option<Pending>, WriteError> {
+    fn next_step(&self, writer: &mut Writer, flush: Flush) -> Result<Option<Pending>, WriteError> {
         if !writer.must_write(flush) {
             return Ok(None);
         }
@@ -197,7 +194,7 @@ impl<S: AsyncWrite> Shared<S> {
 
     /// One write attempt without a waker; if the socket does not take everything, the caller
     /// becomes the flusher.
-    fn try_write(&self, writer: &mut Writer<S>) -> Result<Option<Pending>, WriteError> {
+    fn try_write(&self, writer: &mut Writer) -> Result<Option<Pending>, WriteError> {
         let mut cx = Context::from_waker(Waker::noop());
         match writer.poll_write_buffered(&mut cx) {
             Poll::Ready(result) => self.note_write_result(writer, result).map(|()| None),
@@ -256,7 +253,7 @@ impl<S: AsyncWrite> Shared<S> {
 
     /// Encodes under the protocol lock, behind everything queued; a payload handed back
     /// becomes the tail.
-    fn encode_into<F>(&self, writer: &mut Writer<S>, encode: F) -> Result<(), WriteError>
+    fn encode_into<F>(&self, writer: &mut Writer, encode: F) -> Result<(), WriteError>
     where
         F: FnOnce(&mut Proto, Option<[u8; 4]>, &mut BytesMut) -> Result<Option<Bytes>, SendError>,
     {
@@ -283,7 +280,7 @@ impl<S: AsyncWrite> Shared<S> {
     /// Records a failed write: the transport is finished and what was queued is dropped.
     fn note_write_result(
         &self,
-        writer: &mut Writer<S>,
+        writer: &mut Writer,
         result: io::Result<()>,
     ) -> Result<(), WriteError> {
         result.map_err(|error| {
@@ -317,35 +314,35 @@ impl<S: AsyncWrite> Shared<S> {
     }
 }
 
-/// The sending half of a connection. Clone it to send from several tasks.
-#[derive(Debug)]
-pub struct Sender<S> {
-    shared: Arc<Shared<S>>,
+/// Sends on a connection; clone it to send from several tasks or threads at once.
+///
+/// [`WebSocket::sender`](super::WebSocket::sender) gives one. Every clone shares the
+/// connection's outbox: frames go out in the order they were sent, and once a close frame
+/// was sent or received, every send fails with the message given back.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    shared: Arc<Shared>,
 }
 
-impl<S> Clone for Sender<S> {
-    fn clone(&self) -> Self {
-        Self {
-            shared: Arc::clone(&self.shared),
-        }
-    }
-}
-
-impl<S: AsyncWrite> Sender<S> {
-    pub(crate) fn new(shared: Arc<Shared<S>>) -> Self {
+impl Sender {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Self { shared }
     }
 
-    /// Sends a message.
+    /// Sends a message. With a write timeout configured, a send that waits longer than it
+    /// for the peer to take the bytes fails.
     ///
     /// # Errors
-    /// [`ErrorKind::ConnectionClosed`](crate::ErrorKind::ConnectionClosed) once a close frame
-    /// was sent or received or the transport ended, with the message given back
-    /// ([`Error::into_message`]); [`ErrorKind::Io`](crate::ErrorKind::Io) if the write failed.
+    /// - [`ErrorKind::ConnectionClosed`](crate::ErrorKind::ConnectionClosed) once a close
+    ///   frame was sent or received or the transport ended, with the message given back
+    ///   ([`Error::into_message`]).
+    /// - [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) with
+    ///   [`TimeoutPhase::Write`]: the peer did not take the message in time.
+    /// - [`ErrorKind::Io`](crate::ErrorKind::Io): the write failed.
     pub fn send(
         &self,
         message: impl Into<Message>,
-    ) -> impl Future<Output = Result<(), Error>> + '_ {
+    ) -> impl Future<Output = Result<(), Error>> + Send + '_ {
         self.send_with(message.into(), Flush::Now)
     }
 
@@ -358,7 +355,7 @@ impl<S: AsyncWrite> Sender<S> {
     pub fn feed(
         &self,
         message: impl Into<Message>,
-    ) -> impl Future<Output = Result<(), Error>> + '_ {
+    ) -> impl Future<Output = Result<(), Error>> + Send + '_ {
         self.send_with(message.into(), Flush::Later)
     }
 
@@ -391,7 +388,21 @@ impl<S: AsyncWrite> Sender<S> {
                     .map(|()| None)
             }
         };
-        let result = self.shared.write_with(flush, encode).await;
+        let write = self.shared.write_with(flush, encode);
+        let result = match self.shared.config.write_timeout {
+            None => write.await,
+            Some(timeout) => {
+                let mut write = std::pin::pin!(write);
+                // Most sends finish at once: the timer is only armed for one that has to wait.
+                match poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
+                    Poll::Ready(done) => done,
+                    Poll::Pending => match tokio::time::timeout(timeout, write).await {
+                        Ok(done) => done,
+                        Err(_) => return Err(Error::timeout(TimeoutPhase::Write)),
+                    },
+                }
+            }
+        };
         match result {
             Ok(()) => Ok(()),
             Err(WriteError::State(_)) => Err(Error::closed(Some(message))),
@@ -399,12 +410,13 @@ impl<S: AsyncWrite> Sender<S> {
         }
     }
 
-    /// Sends a ping with `payload` (at most 125 bytes). The pong is consumed by the receiver.
+    /// Sends a ping with `payload` (at most 125 bytes). The pong is consumed by the
+    /// receiving side; the heartbeat pings on its own, so this is for custom liveness checks.
     ///
     /// # Errors
-    /// [`ErrorKind::ConnectionClosed`](crate::ErrorKind::ConnectionClosed) once closing;
-    /// [`ErrorKind::Protocol`](crate::ErrorKind::Protocol)-free: an oversized payload is
-    /// refused as [`ErrorKind::Io`](crate::ErrorKind::Io) with `InvalidInput`.
+    /// [`ErrorKind::ConnectionClosed`](crate::ErrorKind::ConnectionClosed) once closing; an
+    /// oversized payload is refused as [`ErrorKind::Io`](crate::ErrorKind::Io) with
+    /// `InvalidInput`.
     pub async fn ping(&self, payload: &[u8]) -> Result<(), Error> {
         match self
             .shared
@@ -423,20 +435,36 @@ impl<S: AsyncWrite> Sender<S> {
         }
     }
 
-    /// Starts the close handshake with `frame` (`None`: a close without status). The
-    /// receiving half completes it: keep receiving until it returns `None`. Idempotent: once
-    /// a close was sent, further calls do nothing.
+    /// Starts the close handshake with `code` and `reason`; whoever is receiving on the
+    /// connection completes it (its `recv` then ends). Idempotent: once a close was sent,
+    /// further calls do nothing.
     ///
     /// # Errors
     /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) if the close frame could not be
     /// written within the close timeout; an I/O error.
-    pub async fn close(&self, frame: Option<CloseFrame>) -> Result<(), Error> {
-        self.shared.send_close(frame).await
+    pub async fn close(&self, code: CloseCode, reason: impl Into<Reason>) -> Result<(), Error> {
+        self.shared
+            .send_close(Some(CloseFrame::new(code, reason)))
+            .await
+    }
+
+    /// Starts the close handshake with `frame`, as [`Sender::close`].
+    pub(crate) async fn close_frame(&self, frame: CloseFrame) -> Result<(), Error> {
+        self.shared.send_close(Some(frame)).await
     }
 
     /// Whether nothing more can be sent (a close was sent or received, or the transport ended).
     pub fn is_closed(&self) -> bool {
         let proto = self.shared.proto();
         proto.terminated || !matches!(proto.conn.state(), tether_proto::CloseState::Open)
+    }
+
+    /// The connection's id: unique in this process, and the one in the server's log lines.
+    pub fn id(&self) -> u64 {
+        self.shared.id
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 }

@@ -1,5 +1,6 @@
-//! The receiving half: reads, drives the core, answers pings and completes the close
-//! handshake.
+//! The receive loop: reads, drives the core, answers pings and completes the close
+//! handshake. [`WebSocket::recv`](super::WebSocket::recv) drives it and adds the heartbeat
+//! and the caught close codes on top.
 //!
 //! `recv` is a small poll-based state machine, so the future a connection's task keeps while
 //! it waits is a few bytes. The rare steps that must write (a pong, the reply to a close, the
@@ -22,11 +23,11 @@ use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
 use tether_proto::{CloseFrame, Event, Message, ProtocolError, Role, Side};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadHalf};
+use tokio::io::{AsyncReadExt, AsyncWrite, ReadHalf};
 use tokio::time::Sleep;
 
 use super::sender::WriteError;
-use super::{CloseInfo, CloseReason, Shared};
+use super::{BoxIo, CloseInfo, CloseReason, Shared};
 use crate::error::{Error, TimeoutPhase};
 
 /// The smallest read offered into a connection's own buffer.
@@ -68,11 +69,11 @@ enum Step {
 /// A step that writes or waits, run to completion before receiving goes on.
 type SideTask = Pin<Box<dyn Future<Output = Step> + Send>>;
 
-/// The receiving half of a connection.
-pub struct Receiver<S> {
-    shared: Arc<Shared<S>>,
+/// The receiving side of a connection.
+pub(crate) struct Reader {
+    shared: Arc<Shared>,
     /// `None` once handed to the background task that ends the connection.
-    io: Option<ReadHalf<S>>,
+    io: Option<ReadHalf<BoxIo>>,
     buf: BytesMut,
     task: Option<SideTask>,
     /// Fires at the close deadline, once we have sent a close frame.
@@ -82,9 +83,9 @@ pub struct Receiver<S> {
     done: bool,
 }
 
-impl<S> std::fmt::Debug for Receiver<S> {
+impl std::fmt::Debug for Reader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Receiver")
+        f.debug_struct("Reader")
             .field("buffered", &self.buf.len())
             .field("side_task", &self.task.is_some())
             .field("done", &self.done)
@@ -92,8 +93,8 @@ impl<S> std::fmt::Debug for Receiver<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Send + 'static> Receiver<S> {
-    pub(crate) fn new(shared: Arc<Shared<S>>, io: ReadHalf<S>, leftover: BytesMut) -> Self {
+impl Reader {
+    pub(crate) fn new(shared: Arc<Shared>, io: ReadHalf<BoxIo>, leftover: BytesMut) -> Self {
         // An empty leftover may still hold the handshake's buffer: let it go.
         let buf = if leftover.is_empty() {
             BytesMut::new()
@@ -111,20 +112,17 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Receiver<S> {
         }
     }
 
-    /// Receives the next data message; see [`WebSocket::recv`](super::WebSocket::recv).
-    /// Cancel-safe: dropping the future loses no message and no protocol step.
-    ///
-    /// # Errors
-    /// As [`WebSocket::recv`](super::WebSocket::recv).
-    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+    /// Receives the next data message, or `None` once the stream has ended. Cancel-safe:
+    /// dropping the future loses no message and no protocol step.
+    pub(crate) async fn recv(&mut self) -> Option<Result<Message, Error>> {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
-    /// Polls for the next data message; [`Receiver::recv`] as a poll function.
-    ///
-    /// # Errors
-    /// As [`WebSocket::recv`](super::WebSocket::recv).
-    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+    /// Polls for the next data message; [`Reader::recv`] as a poll function.
+    pub(crate) fn poll_recv(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Message, Error>>> {
         loop {
             if let Some(task) = self.task.as_mut() {
                 let step = ready!(task.as_mut().poll(cx));
@@ -163,7 +161,10 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Receiver<S> {
                         Ok(0) => self.task = Some(self.on_eof()),
                         Ok(_) => {}
                         Err(error) => {
-                            self.set_close_info(Side::Remote, CloseReason::Abnormal);
+                            self.shared.set_close_info(CloseInfo::new(
+                                Side::Remote,
+                                CloseReason::Abnormal,
+                            ));
                             self.shared.proto().terminated = true;
                             self.done = true;
                             return Poll::Ready(Some(Err(Error::from_read(error))));
@@ -177,7 +178,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Receiver<S> {
 
     /// Whether a complete frame is already buffered, so the next `recv` can make progress
     /// without waiting for the network.
-    pub fn has_buffered_input(&self) -> bool {
+    pub(crate) fn has_buffered_input(&self) -> bool {
         // Mid-frame, the buffer starts with payload, not a header: say no rather than guess.
         !self.buf.is_empty()
             && !self.done
@@ -189,26 +190,19 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Receiver<S> {
     }
 
     /// How the connection ended, once it has.
-    pub fn close_info(&self) -> Option<CloseInfo> {
+    pub(crate) fn close_info(&self) -> Option<CloseInfo> {
         self.shared.proto().close_info()
     }
 
     /// How many pongs have been received so far. A heartbeat notes it when it pings and
     /// knows the peer is alive once it grows (pongs are read while receiving).
-    pub fn pongs_received(&self) -> u64 {
+    pub(crate) fn pongs_received(&self) -> u64 {
         self.pongs
     }
 
     /// Whether the stream has ended (the next `recv` returns `None`).
-    pub fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         self.done
-    }
-
-    fn set_close_info(&self, initiated_by: Side, reason: CloseReason) {
-        self.shared.proto().closing_mut().info = Some(CloseInfo {
-            initiated_by,
-            reason,
-        });
     }
 
     /// Whether we sent a close frame and the peer's answer is overdue; registers the timer.
@@ -374,19 +368,13 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Receiver<S> {
     }
 }
 
-fn set_info<S>(shared: &Shared<S>, initiated_by: Side, reason: CloseReason) {
-    shared.proto().closing_mut().info = Some(CloseInfo {
-        initiated_by,
-        reason,
-    });
+fn set_info(shared: &Shared, initiated_by: Side, reason: CloseReason) {
+    shared.set_close_info(CloseInfo::new(initiated_by, reason));
 }
 
 /// Hands the read half to a background task that reads and discards until the peer ends the
 /// connection (bounded by the close timeout), then, if asked, shuts down the write side.
-fn linger<S>(shared: Arc<Shared<S>>, io: Option<ReadHalf<S>>, shutdown_after: bool)
-where
-    S: AsyncRead + AsyncWrite + Send + 'static,
-{
+fn linger(shared: Arc<Shared>, io: Option<ReadHalf<BoxIo>>, shutdown_after: bool) {
     let Some(mut io) = io else {
         return;
     };
@@ -405,7 +393,7 @@ where
 
 /// Marks the transport finished and shuts down its write side (TCP FIN), bounded by the close
 /// timeout.
-async fn shutdown_write<S: AsyncWrite>(shared: &Shared<S>) {
+async fn shutdown_write(shared: &Shared) {
     shared.proto().terminated = true;
     let shutdown = std::future::poll_fn(|cx| Pin::new(&mut shared.writer().io).poll_shutdown(cx));
     let _ = tokio::time::timeout(shared.config.close_timeout, shutdown).await;

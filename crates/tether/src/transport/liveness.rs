@@ -1,6 +1,5 @@
-//! The heartbeat shared by the server's `Socket` and the client: a ping every interval, a
-//! deadline for its pong, and an idle (read) timeout, all on one timer that is polled only
-//! while the connection waits for messages.
+//! The heartbeat of a live connection: a ping every interval, a deadline for its pong, and
+//! an idle (or read) timeout, all on one timer that is polled only while `recv` waits.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -1,0 +1,72 @@
+//! How a connection ended: [`CloseInfo`] (who closed first) and [`CloseReason`] (the close
+//! frame, or the state when there was none).
+
+use tether_proto::{CloseCode, CloseFrame, Side};
+
+/// How a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// A close frame with this code and reason.
+    Frame(CloseFrame),
+    /// A close frame without a status code (1005 "no status received", as a state).
+    NoStatus,
+    /// The transport ended without a close frame (1006 "abnormal closure", as a state).
+    Abnormal,
+}
+
+impl CloseReason {
+    /// The close code, when a close frame carried one.
+    pub fn code(&self) -> Option<CloseCode> {
+        match self {
+            Self::Frame(frame) => Some(frame.code),
+            Self::NoStatus | Self::Abnormal => None,
+        }
+    }
+
+    /// The code as a number for logs and displays: the frame's code, or 1005 / 1006 for the
+    /// states that have no code on the wire.
+    pub fn display_code(&self) -> u16 {
+        match self {
+            Self::Frame(frame) => frame.code.as_u16(),
+            Self::NoStatus => 1005,
+            Self::Abnormal => 1006,
+        }
+    }
+
+    /// The reason text (empty for the states without a frame).
+    pub fn reason(&self) -> &str {
+        match self {
+            Self::Frame(frame) => frame.reason.as_str(),
+            Self::NoStatus | Self::Abnormal => "",
+        }
+    }
+
+    pub(crate) fn from_frame(frame: Option<CloseFrame>) -> Self {
+        frame.map_or(Self::NoStatus, Self::Frame)
+    }
+}
+
+/// The end of a connection: who closed first and with what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CloseInfo {
+    /// Who started the close (or, for an abnormal closure, whose side saw the transport end).
+    pub initiated_by: Side,
+    /// The initiator's close frame, or the state when there was none.
+    pub reason: CloseReason,
+}
+
+impl CloseInfo {
+    pub(crate) fn new(initiated_by: Side, reason: CloseReason) -> Self {
+        Self {
+            initiated_by,
+            reason,
+        }
+    }
+
+    /// Whether the connection ended without a close handshake (1006).
+    pub fn is_abnormal(&self) -> bool {
+        self.reason == CloseReason::Abnormal
+    }
+}
