@@ -11,6 +11,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::close::CloseFrame;
+use crate::ending::{CloseInfo, CloseReason};
 use crate::error::ProtocolError;
 use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, Opcode, apply_mask};
 use crate::message::{Message, Utf8Bytes};
@@ -177,11 +178,16 @@ pub struct Connection {
     /// Boxed: fragmented messages are rare, and an idle connection should stay small.
     message: Option<Box<PartialMessage>>,
     utf8: Utf8Validator,
-    sent_close: bool,
+    /// The close frame this endpoint sent, once sent (boxed: an open connection has none).
+    sent_close: Option<Box<Option<CloseFrame>>>,
     /// The peer's close frame once received (boxed for the same reason).
     received_close: Option<Box<Option<CloseFrame>>>,
     failed: bool,
     closed_by: Option<Side>,
+    /// Set when the transport under the connection is finished: `Some(true)` when it ended
+    /// as the protocol allows (after our close, or the close handshake), `Some(false)` when
+    /// it failed (a reset, a write that failed).
+    transport_end: Option<bool>,
     /// Payloads up to this many bytes are copied out of the input; larger ones share it.
     detach_threshold: usize,
 }
@@ -196,10 +202,11 @@ impl Connection {
             frame: None,
             message: None,
             utf8: Utf8Validator::new(),
-            sent_close: false,
+            sent_close: None,
             received_close: None,
             failed: false,
             closed_by: None,
+            transport_end: None,
             detach_threshold: 0,
         }
     }
@@ -227,7 +234,11 @@ impl Connection {
 
     /// The close handshake state.
     pub const fn state(&self) -> CloseState {
-        match (self.failed, self.sent_close, self.received_close.is_some()) {
+        match (
+            self.failed,
+            self.sent_close.is_some(),
+            self.received_close.is_some(),
+        ) {
             (true, _, _) => CloseState::Failed,
             (false, false, false) => CloseState::Open,
             (false, true, false) => CloseState::CloseSent,
@@ -244,6 +255,40 @@ impl Connection {
     /// The close frame the peer sent, once it sent one (`Some(None)`: it sent no status).
     pub fn peer_close(&self) -> Option<&Option<CloseFrame>> {
         self.received_close.as_deref()
+    }
+
+    /// The close frame this endpoint sent, once it sent one (`Some(None)`: without status).
+    pub fn sent_close(&self) -> Option<&Option<CloseFrame>> {
+        self.sent_close.as_deref()
+    }
+
+    /// Records that the transport under the connection is finished; `clean` when it ended as
+    /// the protocol allows (the peer hung up after a close frame, or after a close timeout),
+    /// not when it failed (a reset, a failed write). The first call counts.
+    pub fn note_transport_end(&mut self, clean: bool) {
+        self.transport_end.get_or_insert(clean);
+    }
+
+    /// How the connection ended, once the transport is finished
+    /// ([`note_transport_end`](Connection::note_transport_end)).
+    ///
+    /// The side that sent the first close frame closed it, with that frame (or no status).
+    /// A transport that ended before any close frame, or failed before the close handshake
+    /// completed, is an abnormal closure (1006) seen by the peer's side.
+    pub fn close_info(&self) -> Option<CloseInfo> {
+        let clean = self.transport_end?;
+        let handshake_done = self.sent_close.is_some() && self.received_close.is_some();
+        let frame = match self.closed_by {
+            Some(Side::Local) => self.sent_close.as_deref(),
+            Some(Side::Remote) => self.received_close.as_deref(),
+            None => None,
+        };
+        Some(match (self.closed_by, frame) {
+            (Some(side), Some(frame)) if clean || handshake_done => {
+                CloseInfo::new(side, CloseReason::from_frame(frame.clone()))
+            }
+            _ => CloseInfo::new(Side::Remote, CloseReason::Abnormal),
+        })
     }
 
     /// Whether a fragmented message or a partial frame is in progress (the caller must keep
@@ -418,7 +463,7 @@ impl Connection {
             Opcode::Pong => return Ok(Some(Event::Pong(payload))),
             Opcode::Close => {
                 let frame = CloseFrame::parse(payload)?;
-                if !self.sent_close {
+                if self.sent_close.is_none() {
                     self.closed_by = Some(Side::Remote);
                 }
                 self.received_close = Some(Box::new(frame.clone()));
@@ -482,7 +527,7 @@ impl Connection {
         mask: Option<[u8; 4]>,
         out: &mut BytesMut,
     ) -> Result<(), SendError> {
-        if self.sent_close || self.received_close.is_some() || self.failed {
+        if self.sent_close.is_some() || self.received_close.is_some() || self.failed {
             return Err(SendError::Closed);
         }
         let opcode = if message.is_text() {
@@ -508,7 +553,7 @@ impl Connection {
         if self.role == Role::Client {
             return Err(SendError::MaskRequired);
         }
-        if self.sent_close || self.received_close.is_some() || self.failed {
+        if self.sent_close.is_some() || self.received_close.is_some() || self.failed {
             return Err(SendError::Closed);
         }
         let header = FrameHeader {
@@ -560,7 +605,7 @@ impl Connection {
         mask: Option<[u8; 4]>,
         out: &mut BytesMut,
     ) -> Result<(), SendError> {
-        if self.sent_close || self.received_close.is_some() || self.failed {
+        if self.sent_close.is_some() || self.received_close.is_some() || self.failed {
             return Err(SendError::Closed);
         }
         if payload.len() > MAX_CONTROL_PAYLOAD {
@@ -583,7 +628,7 @@ impl Connection {
         mask: Option<[u8; 4]>,
         out: &mut BytesMut,
     ) -> Result<(), SendError> {
-        if self.sent_close {
+        if self.sent_close.is_some() {
             return Err(SendError::AlreadyClosing);
         }
         let mut payload = [0u8; MAX_CONTROL_PAYLOAD];
@@ -601,7 +646,7 @@ impl Connection {
             mask,
             out,
         );
-        self.sent_close = true;
+        self.sent_close = Some(Box::new(frame.cloned()));
         if self.closed_by.is_none() {
             self.closed_by = Some(Side::Local);
         }

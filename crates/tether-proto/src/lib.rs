@@ -12,7 +12,8 @@
 //! - [`Connection`] is the state machine of an open connection: [`Connection::read`] turns
 //!   received bytes into [`Event`]s, the `encode_*` methods append frames to an output buffer.
 //! - [`handshake`] builds and validates the opening handshake in both roles.
-//! - [`CloseCode`], [`Reason`] and [`CloseFrame`] can only hold what may be sent.
+//! - [`CloseCode`], [`Reason`] and [`CloseFrame`] can only hold what may be sent;
+//!   [`CloseInfo`] says how a connection ended ([`Connection::close_info`]).
 //!
 //! ## Errors
 //!
@@ -42,6 +43,7 @@
 
 pub mod close;
 mod connection;
+mod ending;
 mod error;
 pub mod frame;
 pub mod handshake;
@@ -50,5 +52,6 @@ pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame, InvalidCloseCode, Reason};
 pub use connection::{CloseState, Connection, Event, Limits, Role, SendError, Side, encode_frame};
+pub use ending::{CloseInfo, CloseReason};
 pub use error::ProtocolError;
 pub use message::{Message, Utf8Bytes};

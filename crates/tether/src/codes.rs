@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use tether_proto::CloseCode;
+use tether_proto::{CloseCode, CloseReason};
 
 /// What an error does to the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -235,6 +235,17 @@ pub enum Ending {
         /// The `Retry-After` hint, if the server sent one.
         retry_after: Option<Duration>,
     },
+}
+
+impl Ending {
+    /// The ending of a connection that closed as `reason` says.
+    pub fn of(reason: &CloseReason) -> Self {
+        match reason {
+            CloseReason::Frame(frame) => Self::Closed(frame.code),
+            CloseReason::NoStatus => Self::NoStatus,
+            _ => Self::Abnormal,
+        }
+    }
 }
 
 /// The retry advice shared by the client runner and documented for other clients.

@@ -10,7 +10,7 @@ use std::io;
 use tether_proto::handshake::HandshakeError;
 use tether_proto::{Message, ProtocolError, Side};
 
-use crate::transport::{CloseInfo, CloseReason};
+use tether_proto::{CloseInfo, CloseReason};
 
 /// What kind of failure an [`Error`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -247,11 +247,7 @@ impl Error {
         match &*self.inner {
             Repr::Protocol(_) | Repr::Handshake(_) | Repr::Rejected(_) | Repr::Tls(..) => false,
             Repr::Closed(_) | Repr::Timeout(_) | Repr::Io(_) => true,
-            Repr::Disconnected(info, _) => advice(match &info.reason {
-                CloseReason::Frame(frame) => Ending::Closed(frame.code),
-                CloseReason::NoStatus => Ending::NoStatus,
-                CloseReason::Abnormal => Ending::Abnormal,
-            }),
+            Repr::Disconnected(info, _) => advice(Ending::of(&info.reason)),
             Repr::Address(_, source) => source.is_some(),
             Repr::BadStatus(status) => advice(Ending::Refused {
                 status: status.status,
@@ -399,7 +395,7 @@ impl fmt::Display for Error {
                     CloseReason::NoStatus => {
                         write!(f, "connection closed {by} without a status code (1005)")
                     }
-                    CloseReason::Abnormal => f.write_str(
+                    _ => f.write_str(
                         "connection closed abnormally (1006): the transport ended without a close frame",
                     ),
                 }
@@ -477,10 +473,7 @@ mod tests {
     }
 
     fn disconnect(initiated_by: Side, reason: CloseReason) -> Error {
-        Error::disconnected(CloseInfo {
-            initiated_by,
-            reason,
-        })
+        Error::disconnected(CloseInfo::new(initiated_by, reason))
     }
 
     fn frame(code: u16, reason: &str) -> CloseReason {

@@ -82,7 +82,7 @@ impl<'a> Disconnect<'a> {
     /// invalid handshake answer): decide on [`Error::is_retryable`] there.
     pub fn ending(&self) -> Option<Ending> {
         if let Some(info) = self.close {
-            return Some(ending_of(&info.reason));
+            return Some(Ending::of(&info.reason));
         }
         let error = self.error?;
         if let Some(status) = error.bad_status() {
@@ -92,7 +92,7 @@ impl<'a> Disconnect<'a> {
             });
         }
         if let Some(info) = error.close_info() {
-            return Some(ending_of(&info.reason));
+            return Some(Ending::of(&info.reason));
         }
         match error.kind() {
             ErrorKind::ConnectionClosed | ErrorKind::Timeout | ErrorKind::Io => {
@@ -128,14 +128,6 @@ impl<'a> Disconnect<'a> {
             }
             None => Advice::Stop,
         }
-    }
-}
-
-fn ending_of(reason: &CloseReason) -> Ending {
-    match reason {
-        CloseReason::Frame(frame) => Ending::Closed(frame.code),
-        CloseReason::NoStatus => Ending::NoStatus,
-        CloseReason::Abnormal => Ending::Abnormal,
     }
 }
 
@@ -691,13 +683,13 @@ mod tests {
 
     #[test]
     fn the_default_classifier_follows_the_contract() {
-        let closed = |code: u16| CloseInfo {
-            initiated_by: Side::Remote,
-            reason: CloseReason::Frame(tether_proto::CloseFrame::new(
+        let frame = |code: u16| {
+            CloseReason::Frame(tether_proto::CloseFrame::new(
                 CloseCode::new(code).expect("sendable"),
                 "",
-            )),
+            ))
         };
+        let closed = |code: u16| CloseInfo::new(Side::Remote, frame(code));
         let advice = |info: &CloseInfo, hint| {
             Disconnect {
                 error: None,
@@ -723,10 +715,7 @@ mod tests {
             Advice::Reconnect { after: hint }
         );
         // The application's own close stops, whatever its code.
-        let ours = CloseInfo {
-            initiated_by: Side::Local,
-            ..closed(1001)
-        };
+        let ours = CloseInfo::new(Side::Local, frame(1001));
         assert_eq!(advice(&ours, None), Advice::Stop);
         let late = Error::timeout(TimeoutPhase::Close);
         let unanswered = Disconnect {
@@ -739,10 +728,7 @@ mod tests {
         assert_eq!(unanswered.default_advice(), Advice::Stop);
         // A close the client made on its own (a missing pong) reconnects.
         let pong = Error::timeout(TimeoutPhase::Pong);
-        let heartbeat = CloseInfo {
-            initiated_by: Side::Local,
-            ..closed(1011)
-        };
+        let heartbeat = CloseInfo::new(Side::Local, frame(1011));
         let missing_pong = Disconnect {
             error: Some(&pong),
             close: Some(&heartbeat),
@@ -754,10 +740,7 @@ mod tests {
             missing_pong.default_advice(),
             Advice::Reconnect { after: None }
         );
-        let abnormal = CloseInfo {
-            initiated_by: Side::Remote,
-            reason: CloseReason::Abnormal,
-        };
+        let abnormal = CloseInfo::new(Side::Remote, CloseReason::Abnormal);
         assert_eq!(advice(&abnormal, None), Advice::Reconnect { after: None });
         for (error, expected) in [
             (Error::timeout(TimeoutPhase::Connect), true),

@@ -15,6 +15,7 @@ mod accept;
 mod app_error;
 mod builder;
 mod close_error;
+mod context;
 mod extract;
 mod http;
 mod limits;

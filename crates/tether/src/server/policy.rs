@@ -9,7 +9,7 @@
 use tether_proto::{CloseCode, CloseFrame, Message, Reason};
 
 use super::app_error::{AppError, Outcome};
-use super::socket::ConnContext;
+use super::context::ConnContext;
 use crate::codes::Severity;
 use crate::error::Error;
 use crate::error_message::ErrorMessage;

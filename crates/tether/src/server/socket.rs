@@ -9,29 +9,17 @@
 
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 
 use tether_proto::{CloseCode, CloseFrame, Message, Side};
 use tokio::time::Instant;
 
 use super::app_error::{AppError, BoxError, Outcome, error_chain};
-use super::builder::Settings;
+use super::context::ConnContext;
 use super::limits::{RateLimit, RateLimiter, Verdict};
 use super::policy::{Then, deliver};
 use crate::error::Error;
-use crate::transport::{CloseInfo, CloseReason, Reader, WebSocket};
-
-/// What the server knows about one connection; shared by its socket and its driver.
-#[derive(Debug)]
-pub(crate) struct ConnContext {
-    pub(crate) id: u64,
-    pub(crate) peer: SocketAddr,
-    pub(crate) route: Arc<str>,
-    pub(crate) settings: Arc<Settings>,
-    /// Where the socket leaves its receive loop when it is dropped, so the server can
-    /// finish the close handshake after the handler returns.
-    pub(crate) parked: Mutex<Option<Reader>>,
-}
+use crate::transport::{CloseInfo, CloseReason, WebSocket};
 
 /// The connection a handler serves: a [`WebSocket`] (every method of it is available on the
 /// socket) with the server's rate limit and error reporting.

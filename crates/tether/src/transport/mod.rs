@@ -8,14 +8,16 @@
 //!   protocol error) that `WebSocket::recv` drives.
 //! - `sender`: the outbox shared by every [`Sender`] of a connection.
 //! - `liveness`: the heartbeat timer (ping interval, pong deadline, idle and read timeouts).
-//! - `ending`: how a connection ended ([`CloseInfo`], [`CloseReason`]).
+//!
+//! How a connection ended is decided by the core
+//! ([`Connection::close_info`](tether_proto::Connection::close_info)); the transport only tells
+//! it when the stream is finished.
 //!
 //! The stream is boxed (`Box<dyn Io>`): TCP, rustls, hyper's upgraded connection and an
 //! in-memory duplex all give the same type, and a virtual call per read or write syscall
 //! costs nothing measurable next to the syscall.
 
 mod config;
-mod ending;
 mod liveness;
 mod reader;
 mod sender;
@@ -25,14 +27,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use bytes::BytesMut;
-use tether_proto::{CloseFrame, Connection, Role};
+use tether_proto::{Connection, Role};
 use tokio::io::{AsyncRead, AsyncWrite, WriteHalf};
 use tokio::time::Instant;
 
 pub use config::{CaughtCloseCodes, Config};
-pub use ending::{CloseInfo, CloseReason};
 pub(crate) use reader::Reader;
 pub use sender::Sender;
+pub use tether_proto::{CloseInfo, CloseReason};
 pub use websocket::{ConnectionState, WebSocket};
 
 /// A byte stream a connection can run on.
@@ -58,44 +60,20 @@ pub(crate) struct Proto {
     pub(crate) conn: Connection,
     /// Set once the transport is finished: nothing more may be written.
     pub(crate) terminated: bool,
-    /// What only a closing connection needs, allocated when closing starts.
-    closing: Option<Box<Closing>>,
-}
-
-/// The state of a close in progress or done.
-#[derive(Debug, Default)]
-pub(crate) struct Closing {
-    /// When the close handshake we started must be complete.
-    pub(crate) deadline: Option<Instant>,
-    /// The close frame this endpoint sent, once sent (`Some(None)`: without a status).
-    pub(crate) sent: Option<Option<CloseFrame>>,
-    /// How the connection ended, once it has.
-    pub(crate) info: Option<CloseInfo>,
+    /// When the close handshake we started must be complete (boxed: an open connection
+    /// has none).
+    close_deadline: Option<Box<Instant>>,
 }
 
 impl Proto {
-    /// The closing state, created on first use.
-    pub(crate) fn closing_mut(&mut self) -> &mut Closing {
-        self.closing.get_or_insert_with(Box::default)
-    }
-
     /// When the close handshake we started must be complete.
     pub(crate) fn close_deadline(&self) -> Option<Instant> {
-        self.closing.as_ref().and_then(|closing| closing.deadline)
+        self.close_deadline.as_deref().copied()
     }
 
-    /// The close frame this endpoint sent, once sent.
-    pub(crate) fn sent_close(&self) -> Option<Option<CloseFrame>> {
-        self.closing
-            .as_ref()
-            .and_then(|closing| closing.sent.clone())
-    }
-
-    /// How the connection ended, once it has.
-    pub(crate) fn close_info(&self) -> Option<CloseInfo> {
-        self.closing
-            .as_ref()
-            .and_then(|closing| closing.info.clone())
+    /// Starts the clock on the close handshake we started.
+    pub(crate) fn set_close_deadline(&mut self, deadline: Instant) {
+        self.close_deadline = Some(Box::new(deadline));
     }
 }
 
@@ -150,7 +128,7 @@ impl Shared {
                 conn: Connection::new(role, config.limits)
                     .with_detach_threshold(reader::COPY_OUT_MAX),
                 terminated: false,
-                closing: None,
+                close_deadline: None,
             }),
             config,
             writer: Mutex::new(Writer {
@@ -176,10 +154,5 @@ impl Shared {
         self.proto
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Records how the connection ended.
-    pub(crate) fn set_close_info(&self, info: CloseInfo) {
-        self.proto().closing_mut().info = Some(info);
     }
 }

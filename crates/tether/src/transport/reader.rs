@@ -22,12 +22,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
-use tether_proto::{CloseFrame, Event, Message, ProtocolError, Role, Side};
+use tether_proto::{Event, Message, ProtocolError, Role};
 use tokio::io::{AsyncReadExt, AsyncWrite, ReadHalf};
 use tokio::time::Sleep;
 
 use super::sender::WriteError;
-use super::{BoxIo, CloseInfo, CloseReason, Shared};
+use super::{BoxIo, CloseInfo, Shared};
 use crate::error::{Error, TimeoutPhase};
 
 /// The smallest read offered into a connection's own buffer.
@@ -149,7 +149,7 @@ impl Reader {
                     return Poll::Ready(Some(Ok(message)));
                 }
                 Ok(Some(Event::Ping(payload))) => self.task = Some(self.answer_ping(payload)),
-                Ok(Some(Event::Close(frame))) => self.task = Some(self.on_peer_close(frame)),
+                Ok(Some(Event::Close(_))) => self.task = Some(self.on_peer_close()),
                 Ok(Some(Event::Pong(_))) => self.pongs = self.pongs.wrapping_add(1),
                 Ok(Some(_)) => {}
                 Ok(None) => {
@@ -161,10 +161,7 @@ impl Reader {
                         Ok(0) => self.task = Some(self.on_eof()),
                         Ok(_) => {}
                         Err(error) => {
-                            self.shared.set_close_info(CloseInfo::new(
-                                Side::Remote,
-                                CloseReason::Abnormal,
-                            ));
+                            self.shared.proto().conn.note_transport_end(false);
                             self.shared.proto().terminated = true;
                             self.done = true;
                             return Poll::Ready(Some(Err(Error::from_read(error))));
@@ -191,7 +188,7 @@ impl Reader {
 
     /// How the connection ended, once it has.
     pub(crate) fn close_info(&self) -> Option<CloseInfo> {
-        self.shared.proto().close_info()
+        self.shared.proto().conn.close_info()
     }
 
     /// How many pongs have been received so far. A heartbeat notes it when it pings and
@@ -277,29 +274,26 @@ impl Reader {
                 // Closing: no pong is owed any more.
                 Ok(()) | Err(WriteError::State(_)) => Step::Continue,
                 Err(WriteError::Io(error)) => {
-                    set_info(&shared, Side::Remote, CloseReason::Abnormal);
+                    shared.proto().conn.note_transport_end(false);
                     Step::End(Some(Error::io(error)))
                 }
             }
         })
     }
 
-    fn on_peer_close(&mut self, frame: Option<CloseFrame>) -> SideTask {
+    fn on_peer_close(&mut self) -> SideTask {
         let shared = Arc::clone(&self.shared);
         let io = self.io.take();
         Box::pin(async move {
-            let ours = shared.proto().sent_close();
-            match ours {
-                Some(ours) => set_info(&shared, Side::Local, CloseReason::from_frame(ours)),
-                None => {
-                    let reply = shared
-                        .write_frame(|proto, mask, out| proto.conn.encode_close_reply(mask, out));
-                    // If the reply cannot be written the peer learns of the end from the TCP
-                    // close; the handshake is over from our side either way.
-                    let _ = tokio::time::timeout(shared.config.close_timeout, reply).await;
-                    set_info(&shared, Side::Remote, CloseReason::from_frame(frame));
-                }
+            let replied = shared.proto().conn.sent_close().is_some();
+            if !replied {
+                let reply =
+                    shared.write_frame(|proto, mask, out| proto.conn.encode_close_reply(mask, out));
+                // If the reply cannot be written the peer learns of the end from the TCP
+                // close; the handshake is over from our side either way.
+                let _ = tokio::time::timeout(shared.config.close_timeout, reply).await;
             }
+            shared.proto().conn.note_transport_end(true);
             // The server ends the TCP connection first; the client waits for it to.
             let client = shared.role == Role::Client;
             if !client {
@@ -314,18 +308,16 @@ impl Reader {
         let shared = Arc::clone(&self.shared);
         Box::pin(async move {
             shutdown_write(&shared).await;
-            let ours = shared.proto().sent_close();
-            match ours {
-                // We started the close and the peer hung up without answering: the end we
-                // asked for, without its confirmation.
-                Some(ours) => {
-                    set_info(&shared, Side::Local, CloseReason::from_frame(ours));
-                    Step::End(None)
-                }
-                None => {
-                    set_info(&shared, Side::Remote, CloseReason::Abnormal);
-                    Step::End(Some(Error::abnormal_closure()))
-                }
+            // After our close, a peer that hangs up without answering gives the end we asked
+            // for, without its confirmation; before it, the end is abnormal.
+            let info = {
+                let mut proto = shared.proto();
+                proto.conn.note_transport_end(true);
+                proto.conn.close_info()
+            };
+            match info {
+                Some(info) if info.is_abnormal() => Step::End(Some(Error::abnormal_closure())),
+                _ => Step::End(None),
             }
         })
     }
@@ -333,8 +325,7 @@ impl Reader {
     fn on_close_timeout(&self) -> SideTask {
         let shared = Arc::clone(&self.shared);
         Box::pin(async move {
-            let ours = shared.proto().sent_close().flatten();
-            set_info(&shared, Side::Local, CloseReason::from_frame(ours));
+            shared.proto().conn.note_transport_end(true);
             shutdown_write(&shared).await;
             Step::End(Some(Error::timeout(TimeoutPhase::Close)))
         })
@@ -346,13 +337,10 @@ impl Reader {
         let io = self.io.take();
         Box::pin(async move {
             let frame = error.close_frame();
-            let write = shared.write_frame(|proto, mask, out| {
-                proto.conn.encode_close(Some(&frame), mask, out)?;
-                proto.closing_mut().sent = Some(Some(frame.clone()));
-                Ok(())
-            });
+            let write = shared
+                .write_frame(|proto, mask, out| proto.conn.encode_close(Some(&frame), mask, out));
             let _ = tokio::time::timeout(shared.config.close_timeout, write).await;
-            set_info(&shared, Side::Local, CloseReason::Frame(frame));
+            shared.proto().conn.note_transport_end(true);
             shutdown_write(&shared).await;
             linger(shared, io, false);
             Step::End(Some(Error::protocol(error)))
@@ -366,10 +354,6 @@ impl Reader {
             self.buf = BytesMut::new();
         }
     }
-}
-
-fn set_info(shared: &Shared, initiated_by: Side, reason: CloseReason) {
-    shared.set_close_info(CloseInfo::new(initiated_by, reason));
 }
 
 /// Hands the read half to a background task that reads and discards until the peer ends the

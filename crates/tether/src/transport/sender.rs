@@ -296,9 +296,7 @@ impl Shared {
         let timeout = self.config.close_timeout;
         let write = self.write_frame(|proto, mask, out| {
             proto.conn.encode_close(frame.as_ref(), mask, out)?;
-            let closing = proto.closing_mut();
-            closing.sent = Some(frame.clone());
-            closing.deadline = Some(Instant::now() + timeout);
+            proto.set_close_deadline(Instant::now() + timeout);
             self.closing
                 .store(true, std::sync::atomic::Ordering::Release);
             Ok(())

@@ -248,7 +248,7 @@ impl WebSocket {
 
     /// How the connection ended, once it has.
     pub fn close_info(&self) -> Option<CloseInfo> {
-        self.sender.shared().proto().close_info()
+        self.sender.shared().proto().conn.close_info()
     }
 
     /// Whether the connection is open, closing or closed.

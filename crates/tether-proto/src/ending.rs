@@ -1,7 +1,9 @@
 //! How a connection ended: [`CloseInfo`] (who closed first) and [`CloseReason`] (the close
-//! frame, or the state when there was none).
+//! frame, or the state when there was none). [`Connection::close_info`](crate::Connection::close_info)
+//! is the one place that decides it; every layer above reads it.
 
-use tether_proto::{CloseCode, CloseFrame, Side};
+use crate::close::{CloseCode, CloseFrame};
+use crate::connection::Side;
 
 /// How a connection ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +44,8 @@ impl CloseReason {
         }
     }
 
-    pub(crate) fn from_frame(frame: Option<CloseFrame>) -> Self {
+    /// The reason a close frame gives: its code and reason, or no status for an empty one.
+    pub fn from_frame(frame: Option<CloseFrame>) -> Self {
         frame.map_or(Self::NoStatus, Self::Frame)
     }
 }
@@ -58,7 +61,8 @@ pub struct CloseInfo {
 }
 
 impl CloseInfo {
-    pub(crate) fn new(initiated_by: Side, reason: CloseReason) -> Self {
+    /// An end started by `initiated_by` with `reason`.
+    pub fn new(initiated_by: Side, reason: CloseReason) -> Self {
         Self {
             initiated_by,
             reason,
@@ -68,5 +72,22 @@ impl CloseInfo {
     /// Whether the connection ended without a close handshake (1006).
     pub fn is_abnormal(&self) -> bool {
         self.reason == CloseReason::Abnormal
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_without_a_frame_display_their_reserved_codes() {
+        let abnormal = CloseInfo::new(Side::Remote, CloseReason::Abnormal);
+        assert!(abnormal.is_abnormal());
+        assert_eq!(abnormal.reason.display_code(), 1006);
+        assert_eq!(CloseReason::from_frame(None).display_code(), 1005);
+        let frame = CloseFrame::new(CloseCode::GOING_AWAY, "bye");
+        let reason = CloseReason::from_frame(Some(frame));
+        assert_eq!(reason.code(), Some(CloseCode::GOING_AWAY));
+        assert_eq!(reason.reason(), "bye");
     }
 }
