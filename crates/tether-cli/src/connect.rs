@@ -238,7 +238,7 @@ async fn session(args: &ConnectArgs) -> Status {
         Ok(builder) => builder,
         Err(error) => {
             // Only --proxy can be wrong before connecting.
-            eprintln!("error ({:?}): {error}", error.kind());
+            eprintln!("error ({:?}): {error:#}", error.kind());
             eprintln!(
                 "hint: check --proxy: http://[user:password@]host:port or socks5://host:port"
             );
@@ -509,7 +509,7 @@ fn print_message(message: &Message) {
 
 /// Prints a failure on standard error: the error, a hint, and a refused handshake's body.
 fn report_error(error: &Error) {
-    eprintln!("error ({:?}): {error}", error.kind());
+    eprintln!("error ({:?}): {error:#}", error.kind());
     eprintln!("hint: {}", error_hint(error));
     if let Some(refused) = error.bad_status() {
         if !refused.body.is_empty() {

@@ -70,7 +70,7 @@ async fn serve(args: &EchoArgs) -> Result<(), String> {
             let (mut socket, _) = match accept(stream, &config, |_| Ok(Accept::default())).await {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    debug!(%peer, %error, "handshake failed");
+                    debug!(%peer, error = %format_args!("{error:#}"), "handshake failed");
                     return;
                 }
             };
@@ -81,9 +81,11 @@ async fn serve(args: &EchoArgs) -> Result<(), String> {
                     Err(error) => {
                         match error.kind() {
                             ErrorKind::ConnectionClosed => {
-                                debug!(%peer, %error, "connection ended")
+                                debug!(%peer, error = %format_args!("{error:#}"), "connection ended")
                             }
-                            _ => warn!(%peer, %error, "connection failed"),
+                            _ => {
+                                warn!(%peer, error = %format_args!("{error:#}"), "connection failed")
+                            }
                         }
                         return;
                     }
@@ -96,7 +98,7 @@ async fn serve(args: &EchoArgs) -> Result<(), String> {
                     socket.send(message).await
                 };
                 if let Err(error) = sent {
-                    debug!(%peer, %error, "send failed");
+                    debug!(%peer, error = %format_args!("{error:#}"), "send failed");
                     return;
                 }
             }

@@ -170,11 +170,45 @@ impl Message {
     }
 }
 
+/// The most characters of a text message `Debug` shows.
+const DEBUG_PREVIEW_CHARS: usize = 32;
+
+/// A text message shows its length and a short preview (`Text(11 bytes, "hello world")`,
+/// cut with `…` past 32 characters); a binary message only its length. The library never
+/// logs payloads; this is for the application's own debugging.
 impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Text(text) => write!(f, "Text({} bytes)", text.len()),
+            Self::Text(text) => {
+                let text = text.as_str();
+                let cut = text
+                    .char_indices()
+                    .nth(DEBUG_PREVIEW_CHARS)
+                    .map_or(text.len(), |(at, _)| at);
+                let preview = text.get(..cut).unwrap_or_default();
+                let more = if cut < text.len() { "…" } else { "" };
+                write!(f, "Text({} bytes, {preview:?}{more})", text.len())
+            }
             Self::Binary(bytes) => write!(f, "Binary({} bytes)", bytes.len()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_a_short_text_preview_and_only_the_length_of_binary() {
+        assert_eq!(
+            format!("{:?}", Message::text("hello world")),
+            r#"Text(11 bytes, "hello world")"#
+        );
+        let long = format!("{:?}", Message::text("é".repeat(40)));
+        assert_eq!(long, format!("Text(80 bytes, {:?}…)", "é".repeat(32)));
+        assert_eq!(
+            format!("{:?}", Message::binary(vec![1u8, 2, 3])),
+            "Binary(3 bytes)"
+        );
     }
 }

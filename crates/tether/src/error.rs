@@ -40,6 +40,10 @@ pub enum ErrorKind {
     /// This server refused the opening handshake with an HTTP status (a guard said no, or
     /// the request was not an acceptable upgrade); the response has been sent.
     Rejected,
+    /// An application error ([`AppError`](crate::server::AppError) or
+    /// [`CloseError`](crate::server::CloseError)) passed on with `?` by a handler whose error
+    /// type is `tether::Error`: the server sends the error message or the close it describes.
+    Application,
 }
 
 /// The phase of a [`ErrorKind::Timeout`].
@@ -108,6 +112,7 @@ enum Repr {
     Proxy(ProxyFailure),
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     Tls(String, Option<io::Error>),
+    Application(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// What a proxy did wrong.
@@ -175,6 +180,19 @@ impl Error {
         }
     }
 
+    /// Carries an application error through `tether::Error` (see [`ErrorKind::Application`]).
+    pub(crate) fn application(error: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        Self::new(Repr::Application(error))
+    }
+
+    /// The application error this error carries, if it is one.
+    pub(crate) fn as_application(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &*self.inner {
+            Repr::Application(error) => Some(&**error),
+            _ => None,
+        }
+    }
+
     pub(crate) fn timeout(phase: TimeoutPhase) -> Self {
         Self::new(Repr::Timeout(phase))
     }
@@ -228,6 +246,7 @@ impl Error {
             Repr::Io(_) => ErrorKind::Io,
             Repr::Proxy(_) => ErrorKind::Proxy,
             Repr::Tls(..) => ErrorKind::Tls,
+            Repr::Application(_) => ErrorKind::Application,
         }
     }
 
@@ -245,7 +264,11 @@ impl Error {
         use crate::codes::{Advice, Ending, Registry, retry_advice};
         let advice = |ending| retry_advice(ending, &Registry::default(), None) != Advice::Stop;
         match &*self.inner {
-            Repr::Protocol(_) | Repr::Handshake(_) | Repr::Rejected(_) | Repr::Tls(..) => false,
+            Repr::Protocol(_)
+            | Repr::Handshake(_)
+            | Repr::Rejected(_)
+            | Repr::Tls(..)
+            | Repr::Application(_) => false,
             Repr::Closed(_) | Repr::Timeout(_) | Repr::Io(_) => true,
             Repr::Disconnected(info, _) => advice(Ending::of(&info.reason)),
             Repr::Address(_, source) => source.is_some(),
@@ -370,11 +393,29 @@ impl fmt::Debug for Error {
     }
 }
 
+/// `{error}` prints this error's own line, one level: its cause is [`source`](std::error::Error::source),
+/// never repeated. `{error:#}` prints the whole chain on one line, `outer: cause: root cause`,
+/// the form for logs and command lines.
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_level(f)?;
+        if f.alternate() {
+            let mut next = std::error::Error::source(self);
+            while let Some(cause) = next {
+                write!(f, ": {cause}")?;
+                next = cause.source();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Error {
+    /// This error's own line, without its causes.
+    fn fmt_level(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &*self.inner {
-            Repr::Protocol(error) => write!(f, "protocol error: {error}"),
-            Repr::Handshake(error) => write!(f, "handshake failed: {error}"),
+            Repr::Protocol(_) => f.write_str("protocol error"),
+            Repr::Handshake(_) => f.write_str("handshake failed"),
             Repr::Rejected(status) => write!(f, "handshake refused with status {status}"),
             Repr::Closed(_) => f.write_str("connection closed"),
             Repr::Disconnected(info, _) => {
@@ -407,9 +448,11 @@ impl fmt::Display for Error {
                 "handshake rejected: expected status 101, found {} {}",
                 status.status, status.reason
             ),
-            Repr::Io(error) => write!(f, "i/o error: {error}"),
+            Repr::Io(_) => f.write_str("i/o error"),
             Repr::Proxy(failure) => write!(f, "proxy error: {}", failure.detail),
             Repr::Tls(detail, _) => write!(f, "tls error: {detail}"),
+            // The application error is this level: its own causes follow as the source.
+            Repr::Application(error) => write!(f, "{error}"),
         }
     }
 }
@@ -427,6 +470,7 @@ impl std::error::Error for Error {
                 source: Some(error),
                 ..
             }) => Some(error),
+            Repr::Application(error) => error.source(),
             _ => None,
         }
     }
@@ -501,13 +545,13 @@ mod tests {
                 Error::protocol(ProtocolError::MaskedFrame),
                 ErrorKind::Protocol,
                 false,
-                "protocol error: ",
+                "protocol error",
             ),
             (
                 Error::protocol(ProtocolError::InvalidUtf8),
                 ErrorKind::Payload,
                 false,
-                "protocol error: ",
+                "protocol error",
             ),
             (
                 Error::closed(None),
@@ -647,7 +691,7 @@ mod tests {
                 true,
                 "handshake rejected: expected status 101, found 503",
             ),
-            (Error::io(refused), ErrorKind::Io, true, "i/o error: "),
+            (Error::io(refused), ErrorKind::Io, true, "i/o error"),
             (
                 Error::proxy("the proxy requires credentials", Some(407), false, None),
                 ErrorKind::Proxy,
@@ -693,5 +737,20 @@ mod tests {
         assert_eq!(proxy.proxy_code(), Some(407));
         let chained = Error::tls("bad", Some(io::Error::other("inner")));
         assert!(std::error::Error::source(&chained).is_some());
+    }
+
+    /// `{}` prints one level, the cause is `source()`; `{:#}` prints the chain once.
+    #[test]
+    fn display_prints_one_level_and_the_alternate_form_the_chain() {
+        let broken = Error::io(io::Error::from(io::ErrorKind::BrokenPipe));
+        assert_eq!(broken.to_string(), "i/o error");
+        assert_eq!(format!("{broken:#}"), "i/o error: broken pipe");
+        let utf8 = Error::protocol(ProtocolError::InvalidUtf8);
+        assert_eq!(utf8.to_string(), "protocol error");
+        let chain = format!("{utf8:#}");
+        assert!(chain.starts_with("protocol error: "), "{chain}");
+        assert_eq!(chain.matches("protocol error").count(), 1, "{chain}");
+        let plain = Error::timeout(TimeoutPhase::Pong);
+        assert_eq!(format!("{plain:#}"), plain.to_string());
     }
 }

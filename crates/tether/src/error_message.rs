@@ -104,10 +104,10 @@ fn generated_request_id() -> String {
         })
 }
 
-/// Appends `text` as a JSON string literal, for code that writes JSON in a fixed key order
-/// (as this module does). U+2028 and U+2029 are escaped too: valid JSON, but older
-/// JavaScript parsers reject them raw.
-pub fn push_json_string(out: &mut String, text: &str) {
+/// Appends `text` as a JSON string literal, for the fixed key order of the reference format.
+/// U+2028 and U+2029 are escaped too: valid JSON, but older JavaScript parsers reject them
+/// raw.
+fn push_json_string(out: &mut String, text: &str) {
     out.push('"');
     for ch in text.chars() {
         match ch {
@@ -129,7 +129,7 @@ pub fn push_json_string(out: &mut String, text: &str) {
 
 /// Formats a time as RFC 3339 in UTC with second precision, e.g. `2025-08-04T12:00:00Z`
 /// (the `meta.timestamp` of error messages). Times before 1970 are shown as the epoch.
-pub fn rfc3339(time: SystemTime) -> String {
+fn rfc3339(time: SystemTime) -> String {
     let seconds = time
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_secs());
@@ -142,16 +142,6 @@ pub fn rfc3339(time: SystemTime) -> String {
         of_day / 60 % 60,
         of_day % 60
     )
-}
-
-/// As [`rfc3339`] with milliseconds, e.g. `2025-08-04T12:00:00.123Z`.
-pub fn rfc3339_millis(time: SystemTime) -> String {
-    let millis = time
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.subsec_millis());
-    let seconds = rfc3339(time);
-    let stem = seconds.strip_suffix('Z').unwrap_or(&seconds);
-    format!("{stem}.{millis:03}Z")
 }
 
 /// The proleptic Gregorian date of a day count since 1970-01-01 (the civil-from-days
@@ -238,12 +228,5 @@ mod tests {
         ] {
             assert_eq!(rfc3339(at(seconds)), expected, "{seconds}");
         }
-    }
-
-    #[test]
-    fn millisecond_timestamps_keep_three_digits() {
-        let at = UNIX_EPOCH + Duration::from_millis(1_754_308_800_007);
-        assert_eq!(rfc3339_millis(at), "2025-08-04T12:00:00.007Z");
-        assert_eq!(rfc3339(at), "2025-08-04T12:00:00Z");
     }
 }

@@ -166,7 +166,7 @@ async fn inside_an_async_runtime_it_errors_instead_of_panicking() {
     let error = blocking::connect(&url, TIMEOUT).unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Io);
     assert!(
-        error.to_string().contains("inside an async runtime"),
+        format!("{error:#}").contains("inside an async runtime"),
         "{error}"
     );
 

@@ -23,7 +23,12 @@ async fn echo(mut socket: Socket) -> Result<(), tether::Error> {
 async fn echo_server() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/ws", listener.local_addr().unwrap());
-    let server = Server::builder().route("/ws", echo).build().unwrap();
+    // Unlimited: the tests below send hundreds of messages at once.
+    let server = Server::builder()
+        .route("/ws", echo)
+        .rate_limit(None)
+        .build()
+        .unwrap();
     tokio::spawn(server.serve_on(listener, std::future::pending()));
     url
 }

@@ -389,3 +389,112 @@ async fn a_stale_guard_never_removes_a_newer_membership() {
     assert_eq!(hub.member_count("r"), Some(0));
     assert!(member.rooms().is_empty());
 }
+
+/// One member writing 5,000 frames in one burst, under the default settings: the default rate
+/// limit refuses most of the burst (4005) and closes the flooder (1008), and no healthy
+/// member of the room is closed as a slow consumer.
+#[tokio::test]
+async fn one_members_burst_does_not_close_the_healthy_members() {
+    const BURST: usize = 5_000;
+    const HEALTHY: usize = 3;
+    let hub = Hub::default();
+    let server_hub = hub.clone();
+    let server = Server::builder()
+        .route("/ws", move |mut socket: Socket| {
+            let hub = server_hub.clone();
+            async move {
+                let (member, mut outbound) = hub.member_for(&socket.sender());
+                let _lobby = hub.join_or_create(&member, "lobby");
+                loop {
+                    tokio::select! {
+                        incoming = socket.recv() => match incoming? {
+                            Some(message) => { let _ = hub.broadcast("lobby", &message); }
+                            None => return Ok::<_, tether::Error>(()),
+                        },
+                        Some(message) = outbound.recv() => socket.send(message).await?,
+                    }
+                }
+            }
+        })
+        .build()
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+    tokio::spawn(server.serve_on(listener, std::future::pending()));
+    let builder = ClientBuilder::new().no_proxy();
+    let mut healthy = Vec::new();
+    for _ in 0..HEALTHY {
+        let (client, _) = builder.connect(&url).await.unwrap();
+        healthy.push(client);
+    }
+    let (mut flooder, _) = builder.connect(&url).await.unwrap();
+    let waited = tokio::time::Instant::now();
+    while hub.member_count("lobby") != Some(HEALTHY + 1) {
+        assert!(waited.elapsed() < Duration::from_secs(5), "members missing");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Healthy members read everything, as fast as it comes, until "still here".
+    let readers: Vec<_> = healthy
+        .into_iter()
+        .map(|mut client| {
+            tokio::spawn(async move {
+                let mut seen = 0usize;
+                loop {
+                    match client.recv().await {
+                        Ok(Some(message)) if message.as_text() == Some("still here") => {
+                            return seen;
+                        }
+                        Ok(Some(_)) => seen += 1,
+                        other => panic!("a healthy member ended: {other:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let flood = tokio::spawn(async move {
+        for n in 0..BURST {
+            if flooder
+                .feed(Message::text(format!("flood {n}")))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        let _ = flooder.flush().await;
+        // The flooder reads its 4005 errors until the server closes it.
+        let mut rate_limited = 0usize;
+        let end = loop {
+            match flooder.recv().await {
+                Ok(Some(message)) => {
+                    let text = message.as_text().unwrap_or_default().to_owned();
+                    if text.contains(r#""code":4005"#) {
+                        rate_limited += 1;
+                    }
+                }
+                other => break other,
+            }
+        };
+        (rate_limited, end, flooder.close_info())
+    });
+    let (rate_limited, end, info) = tokio::time::timeout(Duration::from_secs(20), flood)
+        .await
+        .expect("the flood ends")
+        .unwrap();
+    assert!(rate_limited > 0, "no 4005 for the flooder");
+    assert!(end.is_err(), "the flooder is closed with an error: {end:?}");
+    assert_eq!(info.unwrap().reason.display_code(), 1008);
+    hub.broadcast("lobby", &Message::text("still here"))
+        .unwrap();
+    for reader in readers {
+        let seen = tokio::time::timeout(Duration::from_secs(20), reader)
+            .await
+            .expect("every healthy member gets the last message")
+            .unwrap();
+        assert!(
+            seen >= 200,
+            "the burst's first messages reached the room: {seen}"
+        );
+    }
+    assert_eq!(hub.stats().disconnected, 0, "nobody was a slow consumer");
+}

@@ -100,6 +100,19 @@ fn error_server() -> Server<()> {
         .route("/app", |_socket: Socket| async {
             Err::<(), _>(AppError::not_found("Room not found").with_request_id("abc-123"))
         })
+        // `?` carries application errors through `tether::Error` and boxed errors alike.
+        .route("/app-through-tether-error", |_socket: Socket| async {
+            Err(AppError::not_found("Room not found").with_request_id("abc-123"))?;
+            Ok::<_, tether::Error>(())
+        })
+        .route("/app-through-box", |_socket: Socket| async {
+            Err(AppError::not_found("Room not found").with_request_id("abc-123"))?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        })
+        .route("/close-through-tether-error", |_socket: Socket| async {
+            Err(CloseError::from_code(4001, "closing with 4001"))?;
+            Ok::<_, tether::Error>(())
+        })
         .route("/internal-message", |_socket: Socket| async {
             Err::<(), _>(AppError::new(5000, "Internal server error"))
         })
@@ -116,9 +129,10 @@ fn error_server() -> Server<()> {
 #[tokio::test]
 async fn handler_results_become_exact_closes() {
     let (url, _stop) = start(error_server()).await;
-    let cases: [(&str, u16, &str); 6] = [
+    let cases: [(&str, u16, &str); 7] = [
         ("/ok", 1000, ""),
         ("/close", 4001, "closing with 4001"),
+        ("/close-through-tether-error", 4001, "closing with 4001"),
         ("/unsendable", 1011, "internal error"),
         ("/custom", 1008, "Custom exception"),
         ("/wrapped", 1008, "Custom exception"),
@@ -149,7 +163,13 @@ async fn unmapped_errors_and_panics_close_with_1011_and_nothing_internal() {
 #[tokio::test]
 async fn a_returned_app_error_sends_the_message_then_closes_with_its_code() {
     let (url, _stop) = start(error_server()).await;
-    let (mut client, _) = connect(&format!("{url}/app")).await.unwrap();
+    for path in ["/app", "/app-through-tether-error", "/app-through-box"] {
+        let (mut client, _) = connect(&format!("{url}{path}")).await.unwrap();
+        expect_app_error_then_close(&mut client).await;
+    }
+}
+
+async fn expect_app_error_then_close(client: &mut Client) {
     let Ok(Some(Message::Text(text))) = client.recv().await else {
         panic!("expected the error message");
     };
@@ -162,7 +182,7 @@ async fn a_returned_app_error_sends_the_message_then_closes_with_its_code() {
         text.as_str()
             .starts_with(r#"{"type":"error","data":{"code":4001,"#)
     );
-    let info = close_of(&mut client).await;
+    let info = close_of(client).await;
     assert_eq!(frame(&info), (4001, "Room not found".to_owned()));
 }
 

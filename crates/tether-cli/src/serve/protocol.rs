@@ -5,8 +5,6 @@
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use tether::error_message::push_json_string;
-
 use serde_json::{Map, Value};
 use tether::Message;
 use tether::server::AppError;
@@ -259,7 +257,7 @@ pub(crate) fn chat_message(room: &str, from: &str, text: &str, at: SystemTime) -
         .text("room", room)
         .text("from", from)
         .text("text", text)
-        .text("ts", &tether::error_message::rfc3339_millis(at))
+        .text("ts", &humantime::format_rfc3339_millis(at).to_string())
         .done()
 }
 
@@ -286,9 +284,13 @@ pub(crate) fn room_closed_room(message: &Message) -> Option<String> {
 
 /// `text` as a JSON string literal.
 fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    push_json_string(&mut out, text);
-    out
+    // Serializing a string cannot fail.
+    serde_json::to_string(text).unwrap_or_default()
+}
+
+/// Appends `text` as a JSON string literal.
+fn push_json_string(out: &mut String, text: &str) {
+    out.push_str(&json_string(text));
 }
 
 #[cfg(test)]
@@ -405,10 +407,6 @@ mod tests {
             r#"{"type":"rooms","rooms":[{"name":"lobby","members":1},{"name":"random","members":0}]}"#
         );
         let at = UNIX_EPOCH + Duration::from_millis(1_754_308_800_123);
-        assert_eq!(
-            tether::error_message::rfc3339_millis(at),
-            "2025-08-04T12:00:00.123Z"
-        );
         let message = chat_message("lobby", "ann", "<b>\u{1}", at);
         assert_eq!(
             message,

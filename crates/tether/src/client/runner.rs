@@ -491,7 +491,7 @@ impl Runner {
             }
             Advice::Stop => {
                 let error = failure(error);
-                tracing::warn!(url = %self.url, %error, "runner stopped");
+                tracing::warn!(url = %self.url, error = %format_args!("{error:#}"), "runner stopped");
                 self.finish(Some(error));
             }
             Advice::Reconnect { after } => {
@@ -502,7 +502,7 @@ impl Runner {
                         tracing::warn!(
                             url = %self.url,
                             attempts = self.backoff.attempts(),
-                            %error,
+                            error = %format_args!("{error:#}"),
                             "runner gave up"
                         );
                         self.finish(Some(error));

@@ -13,6 +13,41 @@
 //! retryable); a closed queue is a dead member, removed. Each broadcast returns a
 //! [`BroadcastReport`].
 //!
+//! # A room loop
+//!
+//! One task per connection: it joins a room (creating it if needed), forwards what the client
+//! says to the room, and what the room says to the client. The `select!` is safe because
+//! both `recv`s are cancel-safe; the guards leave the room however the loop ends.
+//!
+//! ```no_run
+//! use tether::hub::Hub;
+//! use tether::server::{Path, Server, Socket, State};
+//!
+//! async fn room(mut socket: Socket, Path(params): Path, State(hub): State<Hub>) -> Result<(), tether::Error> {
+//!     let room = params.get("room").unwrap_or("lobby").to_owned();
+//!     let (member, mut outbound) = hub.member_for(&socket.sender());
+//!     let _membership = hub.join_or_create(&member, &room);
+//!     loop {
+//!         tokio::select! {
+//!             incoming = socket.recv() => match incoming? {
+//!                 // A room that was closed meanwhile is not an error of this connection.
+//!                 Some(message) => { let _ = hub.broadcast(&room, &message); }
+//!                 None => return Ok(()), // the client left normally
+//!             },
+//!             Some(message) = outbound.recv() => socket.send(message).await?,
+//!         }
+//!     }
+//! }
+//!
+//! # async fn run() -> std::io::Result<()> {
+//! let server = Server::with_state(Hub::default())
+//!     .route("/rooms/{room}", room)
+//!     .build()
+//!     .expect("valid routes");
+//! server.serve("127.0.0.1:9001").await
+//! # }
+//! ```
+//!
 //! A [`Backplane`] carries broadcasts between server nodes: the hub publishes every local
 //! broadcast and subscribes to a room while it has local members. [`MemoryBus`] is the
 //! in-process implementation; `RedisBackplane` (feature `redis`) runs on Redis or a Redis
@@ -512,6 +547,20 @@ impl Hub {
     /// The number of local members of `room`.
     pub fn member_count(&self, room: &str) -> Option<usize> {
         self.room(room).map(|room| room.read().by_id.len())
+    }
+
+    /// Adds `member` to `room`, creating the room (without an owner) if it does not exist:
+    /// the way into rooms whose names clients choose. The membership lasts until the guard
+    /// (or the member) drops.
+    pub fn join_or_create(&self, member: &Member, room: &str) -> Membership {
+        loop {
+            if let Ok(membership) = self.join(member, room) {
+                return membership;
+            }
+            // Missing (or closed just now): create it and try again. Only a room closed
+            // again between the two steps, every time, could keep this going.
+            let _ = self.create_room(room, None);
+        }
     }
 
     /// Adds `member` to `room`; the membership lasts until the guard (or the member) drops.

@@ -117,6 +117,13 @@ impl fmt::Display for AppError {
 
 impl StdError for AppError {}
 
+/// So a handler whose error type is `tether::Error` can return an `AppError` with `?`.
+impl From<AppError> for crate::Error {
+    fn from(error: AppError) -> Self {
+        Self::application(Box::new(error))
+    }
+}
+
 /// What a registered error handler decides for an error of its type.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -184,7 +191,14 @@ impl ErrorHandlers {
     /// is a [`CloseError`] or an [`AppError`] decides; otherwise it is internal.
     pub(crate) fn outcome(&self, error: &(dyn StdError + 'static)) -> Outcome {
         let mut next = Some(error);
-        while let Some(current) = next {
+        while let Some(mut current) = next {
+            // An application error carried through `tether::Error` decides as itself.
+            if let Some(inner) = current
+                .downcast_ref::<crate::Error>()
+                .and_then(crate::Error::as_application)
+            {
+                current = inner;
+            }
             for (_, map) in &self.handlers {
                 if let Some(action) = map(current) {
                     return match action {

@@ -198,7 +198,7 @@ impl<S> fmt::Debug for ServerBuilder<S> {
 
 impl<S: Clone + Send + Sync + 'static> ServerBuilder<S> {
     /// The defaults: ping every 20 s with a 20 s pong timeout, no idle timeout, messages up
-    /// to 1 MiB, no rate limit, no connection caps, any `Origin`, a 10 s handshake timeout,
+    /// to 1 MiB, [`RateLimit::DEFAULT`], no connection caps, any `Origin`, a 10 s handshake timeout,
     /// a 5 s close timeout and a 10 s shutdown deadline.
     pub(crate) fn new(state: S) -> Self {
         Self {
@@ -206,7 +206,7 @@ impl<S: Clone + Send + Sync + 'static> ServerBuilder<S> {
             routes: Routes::default(),
             http_routes: Routes::default(),
             error: None,
-            rate_limit: None,
+            rate_limit: Some(RateLimit::DEFAULT),
             codes: Registry::default(),
             request_id: Arc::new(|_| None),
             error_handlers: ErrorHandlers::default(),
@@ -304,7 +304,9 @@ impl<S: Clone + Send + Sync + 'static> ServerBuilder<S> {
         self
     }
 
-    /// The per-connection message rate limit. Default: none.
+    /// The per-connection message rate limit (`None`: unlimited). Default:
+    /// [`RateLimit::DEFAULT`], 200 messages per second in bursts of 200: a client over it gets
+    /// a 4005 error message per refused message, and is closed with 1008 when it keeps on.
     pub fn rate_limit(mut self, limit: impl Into<Option<RateLimit>>) -> Self {
         self.rate_limit = limit.into();
         self

@@ -57,6 +57,13 @@ impl fmt::Display for CloseError {
 
 impl std::error::Error for CloseError {}
 
+/// So a handler whose error type is `tether::Error` can return a `CloseError` with `?`.
+impl From<CloseError> for crate::Error {
+    fn from(error: CloseError) -> Self {
+        Self::application(Box::new(error))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

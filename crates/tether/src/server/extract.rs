@@ -154,6 +154,14 @@ pub(crate) type Prepared = Box<dyn FnOnce(Socket) -> HandlerFuture + Send>;
 /// returning `Result<(), E>` with `E` convertible to a boxed error.
 ///
 /// Implemented for functions and closures taking the socket and up to six extractors.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a Tether route handler",
+    label = "expected an `async fn(Socket, extractors...) -> Result<(), E>`",
+    note = "a handler takes `tether::server::Socket` first, then up to six extractors \
+            (`Path`, `Query`, `Headers`, `Peer`, `State<S>` or your own `FromRequest`), returns \
+            `Result<(), E>` where `E` converts into `Box<dyn Error + Send + Sync>` (such as \
+            `tether::Error`, `AppError` or `CloseError`), and its future is `Send + 'static`"
+)]
 pub trait Handler<S, Args>: Clone + Send + Sync + 'static {
     /// Runs the extractors on the request, before the upgrade.
     #[doc(hidden)]

@@ -30,6 +30,17 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
+    /// The default of every server route: 200 messages per second with bursts of 200, abuse
+    /// at 100 rejections within 10 s. The burst stays below a hub member's queue (256
+    /// messages by default), so one client's burst cannot by itself fill the queue of a
+    /// healthy member and get it closed as a slow consumer.
+    pub const DEFAULT: Self = Self {
+        per_second: 200.0,
+        burst: 200,
+        abuse_limit: 100,
+        abuse_window: Duration::from_secs(10),
+    };
+
     /// `per_second` messages per second with bursts of `burst`; abuse is 100 rejections
     /// within 10 s.
     pub fn new(per_second: f64, burst: u32) -> Self {

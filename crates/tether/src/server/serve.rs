@@ -456,9 +456,13 @@ fn log_handshake_failure(error: &Error) {
         (_, Some(status)) if status == 503 || status == 429 => {
             tracing::warn!(status, "handshake refused: connection cap")
         }
-        (_, Some(status)) => tracing::debug!(status, %error, "handshake refused"),
+        (_, Some(status)) => {
+            tracing::debug!(status, error = %format_args!("{error:#}"), "handshake refused")
+        }
         (ErrorKind::Timeout, _) => tracing::debug!("handshake timed out; dropped"),
-        _ => tracing::debug!(%error, "client left during the handshake"),
+        _ => {
+            tracing::debug!(error = %format_args!("{error:#}"), "client left during the handshake")
+        }
     }
 }
 
@@ -476,7 +480,7 @@ async fn finish(ctx: &Arc<ConnContext>, sender: &Sender, outcome: HandlerOutcome
         }
         Ok(Err(error)) => match error.downcast_ref::<Error>() {
             // The handler passed on the end of the connection: nothing left to say.
-            Some(transport) if sender.is_closed() => {
+            Some(transport) if sender.is_closed() && transport.kind() != ErrorKind::Application => {
                 log_disconnect(transport);
                 Ok(())
             }
@@ -493,7 +497,7 @@ async fn finish(ctx: &Arc<ConnContext>, sender: &Sender, outcome: HandlerOutcome
         }
     };
     if let Err(error) = delivered {
-        tracing::debug!(%error, "the close could not be sent");
+        tracing::debug!(error = %format_args!("{error:#}"), "the close could not be sent");
     }
     let parked = ctx
         .parked
@@ -527,11 +531,13 @@ fn log_disconnect(error: &Error) {
             if code == 1000 || code == 1001 {
                 tracing::debug!(code, "client disconnected");
             } else {
-                tracing::warn!(code, %error, "client disconnected unusually");
+                tracing::warn!(code, error = %format_args!("{error:#}"), "client disconnected unusually");
             }
         }
-        ErrorKind::Timeout => tracing::debug!(%error, "connection timed out"),
-        _ => tracing::warn!(%error, "connection failed"),
+        ErrorKind::Timeout => {
+            tracing::debug!(error = %format_args!("{error:#}"), "connection timed out")
+        }
+        _ => tracing::warn!(error = %format_args!("{error:#}"), "connection failed"),
     }
 }
 
