@@ -9,6 +9,8 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tether_proto::Message;
+
 use crate::mask_keys::handshake_key;
 
 /// A structured error message.
@@ -164,6 +166,39 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
+/// The largest text message inspected for a retry hint.
+#[cfg(feature = "json")]
+const MAX_HINT_MESSAGE: usize = 64 * 1024;
+
+/// For a structured error message (`{"type":"error","data":{...}}`), its `retry_after_ms`
+/// (`Some(None)` when it has none); `None` for any other message.
+#[cfg(feature = "json")]
+pub(crate) fn retry_hint(message: &Message) -> Option<Option<Duration>> {
+    let text = message.as_text()?;
+    if text.len() > MAX_HINT_MESSAGE
+        || !text.trim_start().starts_with('{')
+        || !text.contains("\"error\"")
+    {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    if value.get("type")?.as_str()? != "error" {
+        return None;
+    }
+    let data = value.get("data")?;
+    Some(
+        data.get("retry_after_ms")
+            .and_then(serde_json::Value::as_u64)
+            .map(Duration::from_millis),
+    )
+}
+
+/// Without the `json` feature, error messages are not inspected.
+#[cfg(not(feature = "json"))]
+pub(crate) fn retry_hint(_message: &Message) -> Option<Option<Duration>> {
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,5 +263,28 @@ mod tests {
         ] {
             assert_eq!(rfc3339(at(seconds)), expected, "{seconds}");
         }
+    }
+
+    #[cfg(feature = "json")]
+    #[test]
+    fn error_messages_give_their_hint() {
+        let hint = |text: &str| retry_hint(&Message::text(text.to_owned()));
+        assert_eq!(
+            hint(
+                r#"{"type":"error","data":{"code":4005,"message":"slow","retry_after_ms":1500},"meta":{}}"#
+            ),
+            Some(Some(Duration::from_millis(1500)))
+        );
+        assert_eq!(
+            hint(r#"{"type":"error","data":{"code":4001,"message":"gone"}}"#),
+            Some(None)
+        );
+        assert_eq!(hint(r#"{"type":"chat","data":{"text":"error"}}"#), None);
+        assert_eq!(hint(r#"{"type":"error""#), None);
+        assert_eq!(hint("plain error text"), None);
+        assert_eq!(
+            retry_hint(&Message::binary(b"{\"type\":\"error\"}".to_vec())),
+            None
+        );
     }
 }

@@ -22,7 +22,21 @@
 //!   nodes.
 //! - [`codes`] is the error-code registry and the retry advice shared by servers and
 //!   clients; [`error_message::ErrorMessage`] is the structured error message format.
-//! - [`Error`] is one opaque error with a [`kind`](Error::kind) for every failure.
+//! - [`Error`] is one opaque error with a [`kind`](Error::kind) for every failure;
+//!   `{error}` prints one line, `{error:#}` the chain.
+//! - The protocol types that public signatures use are here too: [`Role`], [`Limits`],
+//!   [`ProtocolError`], [`HandshakeError`] and the upgrade [`Request`]; no other crate is
+//!   needed to name them.
+//!
+//! ## One way to do each thing
+//!
+//! | To | Call |
+//! | --- | --- |
+//! | serve | `Server::builder().route(pattern, handler).build()?.serve(addr)` (or `serve_on`, `serve_stream`) |
+//! | connect | [`client::connect`]`(url)`, or [`client::ClientBuilder`] for options |
+//! | receive | `while let Some(message) = ws.recv().await? { .. }`: `Ok(None)` is a normal end |
+//! | send | `ws.send(message)`, or `ws.sender()` for other tasks |
+//! | close | `ws.close(code, reason)`: idempotent; how it ended is `ws.close_info()` |
 //!
 #![doc = include_str!("../docs/error-handling.md")]
 //!

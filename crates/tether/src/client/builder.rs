@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use super::connect::{ClientConfig, Response, connect_with};
+use super::config::{ClientConfig, Response};
+use super::connect::connect_with;
 use super::proxy::{Proxy, ProxyConfig};
 #[cfg(feature = "tls")]
 use super::tls::TlsConfig;

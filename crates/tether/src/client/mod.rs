@@ -7,7 +7,9 @@
 
 mod backoff;
 mod builder;
+mod config;
 mod connect;
+mod handshake;
 mod proxy;
 mod runner;
 mod stream;
@@ -18,7 +20,8 @@ mod url;
 
 pub use backoff::{Backoff, Reconnect};
 pub use builder::ClientBuilder;
-pub use connect::{ClientConfig, Response, connect, connect_on, connect_with};
+pub use config::{ClientConfig, Response};
+pub use connect::{connect, connect_on, connect_with};
 pub use proxy::{Proxy, ProxyConfig, ProxyKind};
 pub use runner::{Disconnect, Event, EventHandler, Runner, StopHandle};
 #[cfg(feature = "tls")]

@@ -1,5 +1,6 @@
 //! Reading an upgrade request and answering it.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -13,10 +14,10 @@ use super::http::{HttpRequest, HttpResponse};
 use crate::codes::ErrorCode;
 use crate::error::{Error, TimeoutPhase};
 use crate::error_message::ErrorMessage;
-use crate::transport::{Config, WebSocket};
+use crate::transport::{Config, WebSocket, next_connection_id};
 
 /// Server-side settings for the opening handshake and the connections it opens.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServerConfig {
     /// Settings of the accepted connections.
@@ -26,9 +27,33 @@ pub struct ServerConfig {
     /// How long a client may take to send its whole upgrade request. Default: 10 s; after it
     /// the connection is dropped.
     pub handshake_timeout: Duration,
+    /// `transport` shared by the connections [`accept`] opens with this config, so each one
+    /// holds a pointer instead of a copy.
+    shared: OnceLock<Arc<Config>>,
 }
 
+impl PartialEq for ServerConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.transport == other.transport
+            && self.handshake == other.handshake
+            && self.handshake_timeout == other.handshake_timeout
+    }
+}
+
+impl Eq for ServerConfig {}
+
 impl ServerConfig {
+    /// The connection settings as one shared value: the cached one while `transport` has
+    /// not changed since it was made, a new one otherwise.
+    fn shared_transport(&self) -> Arc<Config> {
+        let cached = self.shared.get_or_init(|| Arc::new(self.transport.clone()));
+        if **cached == self.transport {
+            Arc::clone(cached)
+        } else {
+            Arc::new(self.transport.clone())
+        }
+    }
+
     /// The default handshake timeout: 10 s.
     pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -51,6 +76,7 @@ impl Default for ServerConfig {
             transport: Config::default(),
             handshake: HandshakeConfig::default(),
             handshake_timeout: Self::DEFAULT_HANDSHAKE_TIMEOUT,
+            shared: OnceLock::new(),
         }
     }
 }
@@ -168,11 +194,12 @@ where
     // The handshake's state (buffers, timer, parsed request) lives in its own allocation for
     // the handshake only, so a connection's task does not carry its size for its whole life.
     let upgraded = Box::pin(handshake(stream, config, decide, |_| None)).await?;
-    let socket = WebSocket::from_upgraded(
-        upgraded.stream,
+    let socket = WebSocket::new(
+        Box::new(upgraded.stream),
         Role::Server,
-        config.transport.clone(),
+        config.shared_transport(),
         upgraded.leftover,
+        next_connection_id(),
     )
     .with_protocol(upgraded.protocol);
     Ok((socket, upgraded.request))

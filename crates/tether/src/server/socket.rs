@@ -80,12 +80,13 @@ impl Socket {
                         error = error.with_request_id(id);
                     }
                     // A send that fails means the connection is ending; recv says so next.
-                    let _ = self.send_error(error).await;
+                    // Boxed, as every rare step of `recv`: it keeps the handler's task small.
+                    let _ = Box::pin(self.send_error(error)).await;
                 }
                 Verdict::Abuse => {
                     tracing::warn!("closing: the client keeps exceeding the rate limit");
                     let frame = CloseFrame::new(CloseCode::POLICY_VIOLATION, "rate limit exceeded");
-                    let _ = self.ws.close_frame(frame.clone()).await;
+                    let _ = Box::pin(self.ws.close_frame(frame.clone())).await;
                     let info = CloseInfo::new(Side::Local, CloseReason::Frame(frame));
                     return Err(Error::disconnected(info));
                 }

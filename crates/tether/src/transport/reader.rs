@@ -81,6 +81,8 @@ pub(crate) struct Reader {
     /// How many pongs arrived: heartbeats compare it before and after their ping.
     pongs: u64,
     done: bool,
+    /// Set once `WebSocket::recv` has told how the stream ended: later calls say `Ok(None)`.
+    pub(crate) end_reported: bool,
 }
 
 impl std::fmt::Debug for Reader {
@@ -109,6 +111,7 @@ impl Reader {
             close_timer: None,
             pongs: 0,
             done: false,
+            end_reported: false,
         }
     }
 
@@ -272,7 +275,8 @@ impl Reader {
                 shared.write_frame(|proto, mask, out| proto.conn.encode_pong(&payload, mask, out));
             match pong.await {
                 // Closing: no pong is owed any more.
-                Ok(()) | Err(WriteError::State(_)) => Step::Continue,
+                // Closing (no pong is owed any more), or a peer slow to read: go on.
+                Ok(()) | Err(WriteError::State(_) | WriteError::TimedOut) => Step::Continue,
                 Err(WriteError::Io(error)) => {
                     shared.proto().conn.note_transport_end(false);
                     Step::End(Some(Error::io(error)))

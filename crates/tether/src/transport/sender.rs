@@ -52,6 +52,19 @@ pub(crate) enum WriteError {
     State(SendError),
     /// The transport failed.
     Io(io::Error),
+    /// The peer did not take the bytes within the write timeout.
+    TimedOut,
+}
+
+impl WriteError {
+    /// The error a send reports; `message` is what a refused send gives back.
+    fn into_error(self, message: Option<Message>) -> Error {
+        match self {
+            Self::State(_) => Error::closed(message),
+            Self::Io(error) => Error::io(error),
+            Self::TimedOut => Error::timeout(TimeoutPhase::Write),
+        }
+    }
 }
 
 impl Writer {
@@ -159,7 +172,23 @@ impl Shared {
                 Err(error) => return Err(error),
             }
         };
-        Box::pin(self.finish(pending)).await
+        self.finish_within_timeout(pending).await
+    }
+
+    /// The slow part of a write, boxed so that the future of every write stays small, and
+    /// bounded by the write timeout when one is set.
+    fn finish_within_timeout(
+        &self,
+        pending: Pending,
+    ) -> Pin<Box<dyn Future<Output = Result<(), WriteError>> + Send + '_>> {
+        match self.config.write_timeout {
+            None => Box::pin(self.finish(pending)),
+            Some(timeout) => Box::pin(async move {
+                tokio::time::timeout(timeout, self.finish(pending))
+                    .await
+                    .unwrap_or(Err(WriteError::TimedOut))
+            }),
+        }
     }
 
     /// Writes whatever is queued, waiting for a flush in progress to end.
@@ -176,7 +205,7 @@ impl Shared {
                 }
             }
         };
-        Box::pin(self.finish(pending)).await
+        self.finish_within_timeout(pending).await
     }
 
     /// Decides, with the lock held and the frame queued, what is left to do.
@@ -303,7 +332,7 @@ impl Shared {
         });
         match tokio::time::timeout(timeout, write).await {
             Ok(Ok(()) | Err(WriteError::State(_))) => Ok(()),
-            Ok(Err(WriteError::Io(error))) => Err(Error::io(error)),
+            Ok(Err(error)) => Err(error.into_error(None)),
             Err(_) => {
                 self.proto().terminated = true;
                 Err(Error::timeout(TimeoutPhase::Close))
@@ -365,10 +394,7 @@ impl Sender {
         self.shared
             .flush_queued()
             .await
-            .map_err(|error| match error {
-                WriteError::Io(error) => Error::io(error),
-                WriteError::State(_) => Error::closed(None),
-            })
+            .map_err(|error| error.into_error(None))
     }
 
     /// The one future behind `send` and `feed`, kept flat (no nested async layers, each of
@@ -386,26 +412,8 @@ impl Sender {
                     .map(|()| None)
             }
         };
-        let write = self.shared.write_with(flush, encode);
-        let result = match self.shared.config.write_timeout {
-            None => write.await,
-            Some(timeout) => {
-                let mut write = std::pin::pin!(write);
-                // Most sends finish at once: the timer is only armed for one that has to wait.
-                match poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
-                    Poll::Ready(done) => done,
-                    Poll::Pending => match tokio::time::timeout(timeout, write).await {
-                        Ok(done) => done,
-                        Err(_) => return Err(Error::timeout(TimeoutPhase::Write)),
-                    },
-                }
-            }
-        };
-        match result {
-            Ok(()) => Ok(()),
-            Err(WriteError::State(_)) => Err(Error::closed(Some(message))),
-            Err(WriteError::Io(error)) => Err(Error::io(error)),
-        }
+        let result = self.shared.write_with(flush, encode).await;
+        result.map_err(|error| error.into_error(Some(message)))
     }
 
     /// Sends a ping with `payload` (at most 125 bytes). The pong is consumed by the
@@ -428,8 +436,7 @@ impl Sender {
                     format!("ping payload too long: expected at most 125 bytes, found {len}"),
                 )))
             }
-            Err(WriteError::State(_)) => Err(Error::closed(None)),
-            Err(WriteError::Io(error)) => Err(Error::io(error)),
+            Err(error) => Err(error.into_error(None)),
         }
     }
 

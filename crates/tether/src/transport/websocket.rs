@@ -53,8 +53,6 @@ pub struct WebSocket {
     liveness: Option<Box<Heartbeat>>,
     /// The subprotocol agreed in the opening handshake.
     protocol: Option<Box<str>>,
-    /// Set once `recv` has reported the end: later calls return `Ok(None)`.
-    ended: bool,
 }
 
 impl std::fmt::Debug for WebSocket {
@@ -108,7 +106,6 @@ impl WebSocket {
             sender: Sender::new(shared),
             liveness,
             protocol: None,
-            ended: false,
         }
     }
 
@@ -142,15 +139,13 @@ impl WebSocket {
     ///   sent a message over the size limit; the connection was closed with 1002/1007/1009.
     /// - [`ErrorKind::Io`](crate::ErrorKind::Io): the transport failed.
     pub async fn recv(&mut self) -> Result<Option<Message>, Error> {
-        if self.ended {
-            return Ok(None);
-        }
         loop {
             let Some(reader) = self
                 .reader
                 .get_mut()
                 .unwrap_or_else(PoisonError::into_inner)
                 .as_mut()
+                .filter(|reader| !reader.end_reported)
             else {
                 return Ok(None);
             };
@@ -167,12 +162,14 @@ impl WebSocket {
                     return Ok(Some(message));
                 }
                 Polled::Tick => {
-                    if let Some(error) = self.on_tick().await {
+                    // Boxed: the rare heartbeat step (a ping, a close) would otherwise
+                    // make every idle connection's task as large as its biggest state.
+                    if let Some(error) = Box::pin(self.on_tick()).await {
                         return Err(error);
                     }
                 }
                 Polled::End(error) => {
-                    self.ended = true;
+                    reader.end_reported = true;
                     return self.on_end(error);
                 }
             }
