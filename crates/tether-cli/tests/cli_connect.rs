@@ -322,6 +322,34 @@ fn a_refused_connection_exits_3() {
     assert!(run.stderr.contains("hint: "), "{run:?}");
 }
 
+/// A server that accepts TCP and never answers the upgrade: `--connect-timeout` is one
+/// deadline over the whole connect, so the run fails at it, naming the phase.
+#[test]
+fn a_server_that_never_answers_fails_at_the_connect_deadline_with_3() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // Accepts (the kernel completes the TCP handshake) and keeps the socket, silent.
+    let silent = std::thread::spawn(move || listener.accept().map(|(stream, _)| stream));
+    let started = Instant::now();
+    let run = connect(
+        &[
+            &format!("ws://127.0.0.1:{port}/"),
+            "--connect-timeout",
+            "2",
+            "-x",
+            "hi",
+        ],
+        None,
+    );
+    let took = started.elapsed();
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(run.stderr.starts_with("error (Timeout): "), "{run:?}");
+    assert!(run.stderr.contains("handshake"), "{run:?}");
+    assert!(took >= Duration::from_secs(2), "{took:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    drop(silent.join().unwrap());
+}
+
 #[test]
 fn a_bad_url_exits_1_and_a_usage_error_exits_2() {
     let run = connect(&["http://127.0.0.1:1/", "-x", "hi"], None);

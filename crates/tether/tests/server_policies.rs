@@ -412,7 +412,7 @@ async fn shutdown_closes_every_connection_with_1001_and_returns() {
     // One client never reads again: the deadline drops it.
     let (stuck, _) = connect(&format!("{}/ws", running.url)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(server.open_connections(), 4);
+    assert_eq!(server.stats().open_connections, 4);
     let started = Instant::now();
     running.stop.take().unwrap().send(()).unwrap();
     for client in &mut clients {
@@ -427,7 +427,7 @@ async fn shutdown_closes_every_connection_with_1001_and_returns() {
         .unwrap()
         .unwrap();
     assert!(started.elapsed() < Duration::from_secs(3));
-    assert_eq!(server.open_connections(), 0);
+    assert_eq!(server.stats().open_connections, 0);
     assert!(
         connect(&format!("{}/ws", running.url)).await.is_err(),
         "no longer accepting"

@@ -10,7 +10,9 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
+use tether::codes::ErrorCode;
 use tether::hub::{FANOUT_BUCKETS, HubStats};
+use tether::server::ServerStats;
 
 /// The `Content-Type` of `/metrics`.
 pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -114,13 +116,17 @@ impl Metrics {
     }
 
     /// The whole exposition.
+    /// The Prometheus text: the app's counters, plus what the server's rate limiter answered
+    /// on its own (refused messages count as received, and their 4005 as sent).
     pub(crate) fn render(
         &self,
-        open_connections: usize,
+        server: &ServerStats,
         hub: &HubStats,
         backplane: Option<&BackplaneFigures>,
     ) -> String {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let open_connections = server.open_connections;
+        let limited = server.rate_limited_messages;
         let mut out = String::with_capacity(4096);
         family(
             &mut out,
@@ -134,17 +140,17 @@ impl Metrics {
             (
                 "tether_messages_received_total",
                 "Messages received from clients (rate-limited ones included).",
-                load(&self.messages_received),
+                load(&self.messages_received) + limited,
             ),
             (
                 "tether_messages_sent_total",
                 "Messages sent to clients (replies, broadcasts and error messages).",
-                load(&self.messages_sent),
+                load(&self.messages_sent) + limited,
             ),
             (
                 "tether_bytes_received_total",
                 "Payload bytes of the messages received from clients.",
-                load(&self.bytes_received),
+                load(&self.bytes_received) + server.rate_limited_bytes,
             ),
             (
                 "tether_bytes_sent_total",
@@ -167,6 +173,12 @@ impl Metrics {
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
         {
+            let count = count
+                + if *code == ErrorCode::RATE_LIMITED {
+                    limited
+                } else {
+                    0
+                };
             let _ = writeln!(
                 out,
                 "tether_error_messages_total{{code=\"{code}\"}} {count}"
@@ -298,7 +310,9 @@ mod tests {
         metrics.error_message(4001);
         metrics.closed(1000, Side::Client);
         metrics.closed(1001, Side::Server);
-        let text = metrics.render(3, &HubStats::default(), None);
+        let mut server = ServerStats::default();
+        server.open_connections = 3;
+        let text = metrics.render(&server, &HubStats::default(), None);
         assert!(!text.contains("tether_backplane"), "{text}");
         for line in [
             "# TYPE tether_connections_open gauge",
@@ -336,7 +350,11 @@ mod tests {
             buffered: 4,
             buffer_dropped: 2,
         };
-        let text = Metrics::default().render(0, &HubStats::default(), Some(&figures));
+        let text = Metrics::default().render(
+            &ServerStats::default(),
+            &HubStats::default(),
+            Some(&figures),
+        );
         for line in [
             "# TYPE tether_backplane_healthy gauge",
             "tether_backplane_healthy 0",
@@ -359,7 +377,11 @@ mod tests {
             healthy: true,
             ..figures
         };
-        let text = Metrics::default().render(0, &HubStats::default(), Some(&healthy));
+        let text = Metrics::default().render(
+            &ServerStats::default(),
+            &HubStats::default(),
+            Some(&healthy),
+        );
         assert!(text.lines().any(|l| l == "tether_backplane_healthy 1"));
     }
 

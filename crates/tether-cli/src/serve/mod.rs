@@ -23,7 +23,7 @@ use std::time::Duration;
 use clap::Args;
 use tether::CaughtCloseCodes;
 use tether::hub::{Hub, HubConfig};
-use tether::server::{HttpRequest, HttpResponse, RateLimit, Reject, Route, Server};
+use tether::server::{HttpRequest, HttpResponse, RateLimit, Reject, Route, Server, ServerStats};
 use tokio::net::TcpListener;
 
 use self::metrics::Metrics;
@@ -84,12 +84,13 @@ pub(crate) struct App {
 }
 
 impl App {
-    fn open_connections(&self) -> usize {
+    fn server_stats(&self) -> ServerStats {
         self.server
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
-            .map_or(0, Server::open_connections)
+            .map(Server::stats)
+            .unwrap_or_default()
     }
 }
 
@@ -141,7 +142,6 @@ async fn serve(args: &ServeArgs, tokens: Option<Tokens>) -> Result<(), String> {
         // Every way a client leaves is ordinary for a chat: the handler sees the end of the
         // stream and counts the close by its code.
         .caught_close_codes(CaughtCloseCodes::all());
-    let counted = Arc::clone(&app.metrics);
     let server = Server::with_state(app.clone())
         .route_with("/ws", route)
         .http_route("/", |request: &HttpRequest, _: &App| {
@@ -155,23 +155,19 @@ async fn serve(args: &ServeArgs, tokens: Option<Tokens>) -> Result<(), String> {
         })
         .http_route("/healthz", |_: &HttpRequest, app: &App| health(app))
         .http_route("/metrics", |_: &HttpRequest, app: &App| {
+            let mut server = app.server_stats();
             // The scrape's own connection is in the server's table while it is answered.
-            let open = app.open_connections().saturating_sub(1);
+            server.open_connections = server.open_connections.saturating_sub(1);
             let backplane = app.backplane.as_ref().map(backplane::Backplane::figures);
             HttpResponse::ok(
                 metrics::CONTENT_TYPE,
                 app.metrics
-                    .render(open, &app.hub.stats(), backplane.as_ref()),
+                    .render(&server, &app.hub.stats(), backplane.as_ref()),
             )
             .with_header("Cache-Control", "no-store")
         })
-        // The rate limiter answers a rejected message itself (4005), asking this function
-        // for its id: the one place the app hears of it, so it is counted here.
-        .request_id(move |message| {
-            counted.received(message.payload().len());
-            counted.error_message(tether::codes::ErrorCode::RATE_LIMITED);
-            protocol::request_id_text(message)
-        })
+        // The rate limiter answers a refused message itself (4005) with the message's id.
+        .request_id(protocol::request_id_text)
         .ping_interval(seconds(args.ping_interval))
         .ping_timeout(seconds(args.ping_timeout).unwrap_or(Duration::from_secs(20)))
         .max_message_size(args.max_message_size)

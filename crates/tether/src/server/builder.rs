@@ -2,6 +2,7 @@
 //! a documented default.
 
 use std::fmt;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -120,6 +121,16 @@ pub(crate) struct Settings {
     pub(crate) codes: Registry,
     pub(crate) request_id: RequestIdFn,
     pub(crate) error_handlers: ErrorHandlers,
+    /// What the rate limiter did, for [`Server::stats`](super::Server::stats).
+    pub(crate) rate_limited: RateLimitCounters,
+}
+
+/// What the rate limiter did across a server's connections.
+#[derive(Debug, Default)]
+pub(crate) struct RateLimitCounters {
+    pub(crate) messages: AtomicU64,
+    pub(crate) bytes: AtomicU64,
+    pub(crate) closes: AtomicU64,
 }
 
 impl fmt::Debug for Settings {
@@ -377,6 +388,7 @@ impl<S: Clone + Send + Sync + 'static> ServerBuilder<S> {
             codes: self.codes,
             request_id: self.request_id,
             error_handlers: self.error_handlers,
+            rate_limited: RateLimitCounters::default(),
         };
         Ok(super::Server::from_parts(ServerParts {
             state: self.state,

@@ -34,5 +34,5 @@ pub use extract::{
 pub use http::{HttpRequest, HttpResponse};
 pub use limits::RateLimit;
 pub use router::{PathParams, Pattern, PatternError, Routes, parse_query};
-pub use serve::Server;
+pub use serve::{Server, ServerStats};
 pub use socket::Socket;

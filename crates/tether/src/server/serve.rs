@@ -40,6 +40,21 @@ use super::{Accept, Reject};
 use crate::error::{Error, ErrorKind};
 use crate::transport::{BoxIo, Config, Sender, WebSocket, next_connection_id};
 
+/// A server's figures; see [`Server::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerStats {
+    /// Connections open: WebSocket sessions, handshakes in progress and plain HTTP requests
+    /// being answered.
+    pub open_connections: usize,
+    /// Messages the rate limit refused (each answered with a 4005 error message).
+    pub rate_limited_messages: u64,
+    /// The payload bytes of those messages.
+    pub rate_limited_bytes: u64,
+    /// Connections closed with 1008 for sustained abuse of the rate limit.
+    pub rate_limit_closes: u64,
+}
+
 /// A WebSocket server: routes, guards, error mappings and connection policies.
 ///
 /// Build one with [`Server::builder`] (or [`Server::with_state`]), then run it with
@@ -110,9 +125,16 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
         }
     }
 
-    /// How many connections are open (or in their handshake).
-    pub fn open_connections(&self) -> usize {
-        self.inner.live().len()
+    /// The server's figures now: open connections, and what the rate limit refused since
+    /// the server started.
+    pub fn stats(&self) -> ServerStats {
+        let limited = &self.inner.parts.settings.rate_limited;
+        ServerStats {
+            open_connections: self.inner.live().len(),
+            rate_limited_messages: limited.messages.load(Ordering::Relaxed),
+            rate_limited_bytes: limited.bytes.load(Ordering::Relaxed),
+            rate_limit_closes: limited.closes.load(Ordering::Relaxed),
+        }
     }
 
     /// Listens on `addr` and serves until the process ends.

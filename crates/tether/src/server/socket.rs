@@ -9,6 +9,7 @@
 
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 
 use tether_proto::{CloseCode, CloseFrame, Message, Side};
@@ -75,6 +76,11 @@ impl Socket {
             match limiter.check(Instant::now()) {
                 Verdict::Allow => return Ok(Some(message)),
                 Verdict::Reject(wait) => {
+                    let counters = &self.ctx.settings.rate_limited;
+                    counters.messages.fetch_add(1, Ordering::Relaxed);
+                    counters
+                        .bytes
+                        .fetch_add(message.len() as u64, Ordering::Relaxed);
                     let mut error = AppError::rate_limited("Rate limit exceeded", wait);
                     if let Some(id) = self.request_id_of(&message) {
                         error = error.with_request_id(id);
@@ -84,6 +90,8 @@ impl Socket {
                     let _ = Box::pin(self.send_error(error)).await;
                 }
                 Verdict::Abuse => {
+                    let counters = &self.ctx.settings.rate_limited;
+                    counters.closes.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!("closing: the client keeps exceeding the rate limit");
                     let frame = CloseFrame::new(CloseCode::POLICY_VIOLATION, "rate limit exceeded");
                     let _ = Box::pin(self.ws.close_frame(frame.clone())).await;
