@@ -4,7 +4,7 @@
 //! message back until the suite closes it, then asks the suite to write its reports.
 
 use clap::Args;
-use tether::client::{ClientConfig, connect_with};
+use tether::client::{ClientBuilder, ClientConfig};
 use tether::{CloseCode, Config};
 
 /// Options of `tether autobahn-client`.
@@ -38,10 +38,12 @@ async fn drive(args: &AutobahnArgs) -> Result<(), String> {
             .with_ping_interval(None),
     );
     config.proxy = tether::client::ProxyConfig::Direct;
+    let client = ClientBuilder::from(config);
     let base = args.url.trim_end_matches('/');
 
     let count_url = format!("{base}/getCaseCount");
-    let (mut socket, _) = connect_with(&count_url, &config)
+    let (mut socket, _) = client
+        .connect(&count_url)
         .await
         .map_err(|error| format!("cannot reach the fuzzing server at {count_url}: {error}"))?;
     let count: u32 = match socket.recv().await {
@@ -56,7 +58,7 @@ async fn drive(args: &AutobahnArgs) -> Result<(), String> {
 
     for case in 1..=count {
         let url = format!("{base}/runCase?case={case}&agent={}", args.agent);
-        let (mut socket, _) = match connect_with(&url, &config).await {
+        let (mut socket, _) = match client.connect(&url).await {
             Ok(connected) => connected,
             Err(error) => {
                 eprintln!("case {case}: cannot connect: {error}");
@@ -71,7 +73,8 @@ async fn drive(args: &AutobahnArgs) -> Result<(), String> {
     }
 
     let report_url = format!("{base}/updateReports?agent={}", args.agent);
-    let (mut socket, _) = connect_with(&report_url, &config)
+    let (mut socket, _) = client
+        .connect(&report_url)
         .await
         .map_err(|error| format!("cannot ask for the reports at {report_url}: {error}"))?;
     while let Ok(Some(_)) = socket.recv().await {}

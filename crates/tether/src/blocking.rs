@@ -1,8 +1,8 @@
 //! The blocking client (feature `blocking`), like Python's `create_connection`: every call
 //! blocks the calling thread until it is done, on a small tokio runtime the connection owns.
 //!
-//! [`connect`] gives a [`BlockingClient`]; its [`BlockingSender`] sends from other threads
-//! while one thread waits in [`BlockingClient::recv`].
+//! [`ClientBuilder::connect_blocking`] gives a [`BlockingClient`]; its [`BlockingSender`]
+//! sends from other threads while one thread waits in [`BlockingClient::recv`].
 //!
 //! The connection is served (pings answered, the heartbeat run) only while a call is in
 //! progress, as with the async [`WebSocket`]: a thread that keeps calling `recv` keeps it alive.
@@ -11,10 +11,13 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
+//! use tether::client::ClientBuilder;
 //! use tether::{CloseCode, Message};
 //!
 //! # fn demo() -> Result<(), tether::Error> {
-//! let (mut client, _response) = tether::blocking::connect("ws://127.0.0.1:9000", Duration::from_secs(5))?;
+//! let (mut client, _response) = ClientBuilder::new()
+//!     .connect_timeout(Duration::from_secs(5))
+//!     .connect_blocking("ws://127.0.0.1:9000")?;
 //! client.send(Message::text("hello"))?;
 //! if let Some(reply) = client.recv_timeout(Duration::from_secs(1))? {
 //!     println!("{reply:?}");
@@ -33,34 +36,23 @@ use std::time::Duration;
 use tether_proto::{CloseCode, Message, Reason};
 use tokio::runtime::Runtime;
 
+#[cfg(doc)]
+use crate::client::ClientBuilder;
 use crate::client::{self, ClientConfig, Response};
 use crate::error::{Error, TimeoutPhase};
 use crate::transport::{CloseInfo, Sender, WebSocket};
 
-/// Connects to `url`; `timeout` is the deadline over the whole connect (resolving, dialing,
-/// TLS and the opening handshake). The other settings are the defaults of [`ClientConfig`].
-///
-/// # Errors
-/// As [`client::connect_with`]; [`ErrorKind::Io`](crate::ErrorKind::Io) when called from
-/// inside an async runtime or when the runtime cannot start.
-pub fn connect(url: &str, timeout: Duration) -> Result<(BlockingClient, Response), Error> {
-    let config = ClientConfig::default()
-        .with_connect_timeout(timeout)
-        .with_handshake_timeout(timeout);
-    connect_with(url, &config)
-}
-
-/// Connects to `url` with `config`.
-///
-/// # Errors
-/// As [`connect`].
-pub fn connect_with(url: &str, config: &ClientConfig) -> Result<(BlockingClient, Response), Error> {
+/// Connects to `url` with `config`; see [`ClientBuilder::connect_blocking`].
+pub(crate) fn connect(
+    url: &str,
+    config: &ClientConfig,
+) -> Result<(BlockingClient, Response), Error> {
     outside_runtime()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let runtime = Arc::new(Rt(Some(runtime)));
-    let (client, response) = runtime.block_on(client::connect_with(url, config))??;
+    let (client, response) = runtime.block_on(client::connect::connect_with(url, config))??;
     Ok((BlockingClient { client, runtime }, response))
 }
 

@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use tether::blocking::{self, BlockingClient, BlockingSender};
-use tether::client::ClientConfig;
+use tether::blocking::{BlockingClient, BlockingSender};
+use tether::client::{ClientBuilder, ClientConfig};
 use tether::server::{Server, Socket};
 use tether::{CloseCode, ErrorKind, Message, Side, TimeoutPhase};
 
@@ -25,6 +25,15 @@ async fn echo(mut socket: Socket) -> Result<(), tether::Error> {
 
 /// Starts the echo server on its own runtime in a background thread (it lives as long as the
 /// test process) and returns its URL.
+/// Connects for blocking code with `TIMEOUT` as the connect deadline.
+fn connect_blocking(
+    url: &str,
+) -> Result<(BlockingClient, tether::client::Response), tether::Error> {
+    ClientBuilder::new()
+        .connect_timeout(TIMEOUT)
+        .connect_blocking(url)
+}
+
 fn start_server() -> String {
     let (url_tx, url_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -51,7 +60,7 @@ fn start_server() -> String {
 #[test]
 fn connect_send_recv_close() {
     let url = start_server();
-    let (mut client, response) = blocking::connect(&url, TIMEOUT).unwrap();
+    let (mut client, response) = connect_blocking(&url).unwrap();
     assert_eq!(response.protocol, None);
     client.send(Message::text("hello")).unwrap();
     client.send(Message::binary(vec![1u8, 2, 3])).unwrap();
@@ -73,14 +82,14 @@ fn connect_send_recv_close() {
 
     // With a config, and a refusal as a BadStatus error.
     let config = ClientConfig::default().with_header("X-Test", "1");
-    let (mut client, _) = blocking::connect_with(&url, &config).unwrap();
+    let (mut client, _) = ClientBuilder::from(config).connect_blocking(&url).unwrap();
     client.send(Message::text("configured")).unwrap();
     assert_eq!(
         client.recv().unwrap().unwrap().as_text(),
         Some("configured")
     );
     let nowhere = url.replace("/echo", "/nowhere");
-    let error = blocking::connect(&nowhere, TIMEOUT).unwrap_err();
+    let error = connect_blocking(&nowhere).unwrap_err();
     assert_eq!(error.kind(), ErrorKind::BadStatus);
     assert_eq!(error.bad_status().unwrap().status, 404);
 }
@@ -90,7 +99,7 @@ fn four_threads_send_while_one_receives() {
     const THREADS: usize = 4;
     const PER_THREAD: usize = 50;
     let url = start_server();
-    let (mut client, _) = blocking::connect(&url, TIMEOUT).unwrap();
+    let (mut client, _) = connect_blocking(&url).unwrap();
     let started = Instant::now();
     let senders: Vec<_> = (0..THREADS)
         .map(|thread| {
@@ -138,7 +147,7 @@ fn four_threads_send_while_one_receives() {
 #[test]
 fn recv_timeout_times_out_and_keeps_the_connection() {
     let url = start_server();
-    let (mut client, _) = blocking::connect(&url, TIMEOUT).unwrap();
+    let (mut client, _) = connect_blocking(&url).unwrap();
     let started = Instant::now();
     let error = client.recv_timeout(Duration::from_millis(200)).unwrap_err();
     let waited = started.elapsed();
@@ -163,7 +172,7 @@ fn blocking_types_are_thread_safe() {
 #[tokio::test]
 async fn inside_an_async_runtime_it_errors_instead_of_panicking() {
     let url = std::thread::spawn(start_server).join().unwrap();
-    let error = blocking::connect(&url, TIMEOUT).unwrap_err();
+    let error = connect_blocking(&url).unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Io);
     assert!(
         format!("{error:#}").contains("inside an async runtime"),
@@ -172,7 +181,7 @@ async fn inside_an_async_runtime_it_errors_instead_of_panicking() {
 
     // A client made on a plain thread and brought into async code refuses too, and dropping it
     // here does not panic.
-    let (mut client, _) = std::thread::spawn(move || blocking::connect(&url, TIMEOUT).unwrap())
+    let (mut client, _) = std::thread::spawn(move || connect_blocking(&url).unwrap())
         .join()
         .unwrap();
     assert_eq!(

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use tether::client::{ClientConfig, connect, connect_with};
+use tether::client::{ClientBuilder, ClientConfig, connect};
 use tether::server::{Accept, Reject, ServerConfig, accept};
 use tether::{CloseCode, ErrorKind, Message, TimeoutPhase};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -57,7 +57,8 @@ async fn client_and_server_agree_on_an_upgrade_and_a_subprotocol() {
     let config = ClientConfig::default()
         .with_protocol("v1.chat")
         .with_protocol("v2.chat");
-    let (mut socket, response) = connect_with(&format!("{url}/chat?room=lobby"), &config)
+    let (mut socket, response) = ClientBuilder::from(config.clone())
+        .connect(&format!("{url}/chat?room=lobby"))
         .await
         .unwrap();
     assert_eq!(response.protocol.as_deref(), Some("v2.chat"));
@@ -180,7 +181,8 @@ async fn a_server_that_never_answers_times_the_client_out() {
         drop(stream);
     });
     let config = ClientConfig::default().with_handshake_timeout(Duration::from_millis(200));
-    let error = connect_with(&format!("ws://{address}/"), &config)
+    let error = ClientBuilder::from(config.clone())
+        .connect(&format!("ws://{address}/"))
         .await
         .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::Timeout);

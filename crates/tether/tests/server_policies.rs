@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tether::client::{ClientConfig, connect, connect_with};
+use tether::client::{ClientBuilder, ClientConfig, connect};
 use tether::server::{
     FromRequest, Headers, Path, Peer, Query, RateLimit, Reject, RequestContext, Route, Server,
     Socket, State,
@@ -63,7 +63,10 @@ fn code_and_reason(info: &CloseInfo) -> (u16, String) {
 
 /// The status, headers and JSON body of a refused handshake.
 async fn refused(url: &str, config: &ClientConfig) -> (u16, Vec<(String, String)>, Value) {
-    let error = connect_with(url, config).await.unwrap_err();
+    let error = ClientBuilder::from(config.clone())
+        .connect(url)
+        .await
+        .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::BadStatus, "{error}");
     let status = error.bad_status().unwrap();
     let body = serde_json::from_slice(&status.body).unwrap();
@@ -148,7 +151,8 @@ async fn guards_routes_and_extractors_decide_before_the_upgrade() {
     let url = &running.url;
 
     let config = ClientConfig::default().with_header("X-Agent", "test");
-    let (mut client, _) = connect_with(&format!("{url}/rooms/caf%C3%A9?a=1&b=x%20y"), &config)
+    let (mut client, _) = ClientBuilder::from(config.clone())
+        .connect(&format!("{url}/rooms/caf%C3%A9?a=1&b=x%20y"))
         .await
         .unwrap();
     let reply = client.recv().await.unwrap().unwrap();
@@ -181,7 +185,8 @@ async fn guards_routes_and_extractors_decide_before_the_upgrade() {
     let (status, _, body) = refused(&format!("{url}/protected"), &wrong).await;
     assert_eq!((status, body["data"]["code"].as_u64()), (403, Some(4004)));
     let right = ClientConfig::default().with_header("Authorization", "Bearer secret");
-    let (mut client, _) = connect_with(&format!("{url}/protected"), &right)
+    let (mut client, _) = ClientBuilder::from(right.clone())
+        .connect(&format!("{url}/protected"))
         .await
         .unwrap();
     client.send(Message::text("in")).await.unwrap();
@@ -212,7 +217,12 @@ async fn origins_outside_the_allow_list_are_refused_with_403() {
         (403, Some("Origin not allowed"))
     );
     let good = ClientConfig::default().with_origin("https://chat.example.com");
-    assert!(connect_with(&url, &good).await.is_ok());
+    assert!(
+        ClientBuilder::from(good.clone())
+            .connect(&url)
+            .await
+            .is_ok()
+    );
     assert!(
         connect(&url).await.is_ok(),
         "a client without Origin is not a browser"

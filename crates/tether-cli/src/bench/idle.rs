@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
-use tether::client::{ClientConfig, WsUrl, connect_on};
+use tether::client::{ClientBuilder, WsUrl};
 use tether::{CloseCode, Message};
 use tokio::net::TcpSocket;
 use tokio::sync::watch;
@@ -41,7 +41,7 @@ pub(crate) async fn run(args: &BenchArgs) -> Result<serde_json::Value, String> {
     })?;
     let target = SocketAddr::new(host, url.port);
     let sources = args.source_addrs.clone().unwrap_or_default();
-    let config = ClientConfig::default();
+    let client = ClientBuilder::new();
     let errors = Arc::new(ErrorTally::default());
     let rss = |label: &str| {
         status_kib(pid, "VmRSS").ok_or(format!("cannot read the RSS of {pid} ({label})"))
@@ -57,8 +57,8 @@ pub(crate) async fn run(args: &BenchArgs) -> Result<serde_json::Value, String> {
         let mut pending = Vec::with_capacity(chunk);
         for i in chunk_start..chunk_start + chunk {
             let source = sources.get(i % sources.len().max(1)).copied();
-            let url = url.clone();
-            let config = config.clone();
+            let url = args.url.clone();
+            let client = client.clone();
             pending.push(tokio::spawn(async move {
                 let socket = TcpSocket::new_v4()?;
                 if let Some(source) = source {
@@ -66,7 +66,7 @@ pub(crate) async fn run(args: &BenchArgs) -> Result<serde_json::Value, String> {
                 }
                 let stream = socket.connect(target).await?;
                 stream.set_nodelay(true)?;
-                connect_on(stream, &url, &config).await
+                client.connect_on(stream, &url).await
             }));
         }
         for task in pending {

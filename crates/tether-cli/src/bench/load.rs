@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
-use tether::client::{ClientConfig, connect_with};
+use tether::client::{ClientBuilder, ClientConfig};
 use tether::{CloseCode, Config, Message};
 use tokio::time::Instant;
 
@@ -64,9 +64,9 @@ pub(crate) async fn run(args: &BenchArgs) -> Result<serde_json::Value, String> {
         for _ in 0..chunk {
             let url = args.url.clone();
             let config = config.clone();
-            pending.push(tokio::spawn(
-                async move { connect_with(&url, &config).await },
-            ));
+            pending.push(tokio::spawn(async move {
+                ClientBuilder::from(config).connect(&url).await
+            }));
         }
         for task in pending {
             match task.await {

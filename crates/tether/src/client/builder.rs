@@ -3,12 +3,14 @@
 use std::time::Duration;
 
 use super::config::{ClientConfig, Response};
-use super::connect::connect_with;
+use super::connect::{connect_on, connect_with};
 use super::proxy::{Proxy, ProxyConfig};
 #[cfg(feature = "tls")]
 use super::tls::TlsConfig;
+use super::url::WsUrl;
 use crate::error::Error;
 use crate::transport::{CaughtCloseCodes, WebSocket};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Builds client connections: every setting, each with a documented default, ending in
 /// [`connect`](ClientBuilder::connect).
@@ -128,11 +130,47 @@ impl ClientBuilder {
         &self.config
     }
 
-    /// Connects to `url`.
+    /// Connects to `url`: resolve, dial (through the proxy, if any), TLS for `wss://`, then
+    /// the opening handshake, all within the connect timeout.
     ///
     /// # Errors
-    /// As [`connect_with`](super::connect_with).
+    /// As [`connect`](super::connect).
     pub async fn connect(&self, url: &str) -> Result<(WebSocket, Response), Error> {
         connect_with(url, &self.config).await
+    }
+
+    /// Runs only the opening handshake for `url`, on a stream the caller has already
+    /// connected (a socket bound to a chosen source address, a tunnel, a TLS stream), within
+    /// the handshake timeout.
+    ///
+    /// # Errors
+    /// As [`connect`](super::connect), without the resolve, dial and TLS phases.
+    pub async fn connect_on<S>(&self, stream: S, url: &str) -> Result<(WebSocket, Response), Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let url = WsUrl::parse(url)?;
+        connect_on(stream, &url, &self.config).await
+    }
+
+    /// Connects to `url` for blocking code: as [`connect`](Self::connect), on a small
+    /// runtime the connection owns (feature `blocking`).
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect); [`ErrorKind::Io`](crate::ErrorKind::Io) when called
+    /// from inside an async runtime or when the runtime cannot start.
+    #[cfg(feature = "blocking")]
+    pub fn connect_blocking(
+        &self,
+        url: &str,
+    ) -> Result<(crate::blocking::BlockingClient, Response), Error> {
+        crate::blocking::connect(url, &self.config)
+    }
+}
+
+/// A builder that starts from `config`.
+impl From<ClientConfig> for ClientBuilder {
+    fn from(config: ClientConfig) -> Self {
+        Self { config }
     }
 }

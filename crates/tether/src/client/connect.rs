@@ -16,15 +16,8 @@ use crate::error::{Error, TimeoutPhase};
 use crate::mask_keys::handshake_key;
 use crate::transport::WebSocket;
 
-/// Connects to `url` with the default settings.
-///
-/// # Errors
-/// As [`connect_with`].
-pub async fn connect(url: &str) -> Result<(WebSocket, Response), Error> {
-    connect_with(url, &ClientConfig::default()).await
-}
-
-/// Connects to `url` with `config`.
+/// Connects to `url` with the default settings; [`ClientBuilder`](super::ClientBuilder)
+/// sets any other.
 ///
 /// # Errors
 /// - [`ErrorKind::Address`](crate::ErrorKind::Address): a malformed URL, or a name that did
@@ -40,7 +33,12 @@ pub async fn connect(url: &str) -> Result<(WebSocket, Response), Error> {
 /// - [`ErrorKind::Protocol`](crate::ErrorKind::Protocol): the 101 response was invalid (wrong
 ///   `Sec-WebSocket-Accept`, a subprotocol that was not offered, ...).
 /// - [`ErrorKind::Io`](crate::ErrorKind::Io): every address refused or the connection failed.
-pub async fn connect_with(
+pub async fn connect(url: &str) -> Result<(WebSocket, Response), Error> {
+    connect_with(url, &ClientConfig::default()).await
+}
+
+/// Connects to `url` with `config`: resolve, dial, TLS, then the opening handshake.
+pub(crate) async fn connect_with(
     url: &str,
     config: &ClientConfig,
 ) -> Result<(WebSocket, Response), Error> {
@@ -89,13 +87,9 @@ async fn secure(
     }
 }
 
-/// Runs the opening handshake for `url` on a stream the caller has already connected (a
-/// socket bound to a chosen source address, a tunnel through a proxy, a TLS stream), within
+/// Runs the opening handshake for `url` on a stream the caller has already connected, within
 /// the handshake timeout.
-///
-/// # Errors
-/// As [`connect_with`], without the resolve and dial phases.
-pub async fn connect_on<S>(
+pub(crate) async fn connect_on<S>(
     stream: S,
     url: &WsUrl,
     config: &ClientConfig,

@@ -2,13 +2,14 @@
 //! SOCKS5 proxy) and get a [`WebSocket`](crate::WebSocket), the same connection type a
 //! server handler gets, with the heartbeat and timeouts built in.
 //!
-//! [`ClientBuilder`] sets every option; [`connect_on`] runs only the opening handshake on
-//! a stream the caller connected.
+//! [`connect`] takes the defaults; [`ClientBuilder`] sets every option and connects
+//! (`connect`), runs only the handshake on a stream of yours (`connect_on`), or connects for
+//! blocking code (`connect_blocking`, feature `blocking`).
 
 mod backoff;
 mod builder;
 mod config;
-mod connect;
+pub(crate) mod connect;
 mod handshake;
 mod proxy;
 mod runner;
@@ -21,7 +22,7 @@ mod url;
 pub use backoff::{Backoff, Reconnect};
 pub use builder::ClientBuilder;
 pub use config::{ClientConfig, Response};
-pub use connect::{connect, connect_on, connect_with};
+pub use connect::connect;
 pub use proxy::{Proxy, ProxyConfig, ProxyKind};
 pub use runner::{Disconnect, Event, EventHandler, Runner, StopHandle};
 #[cfg(feature = "tls")]

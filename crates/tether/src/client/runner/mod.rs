@@ -128,15 +128,10 @@ impl Runner {
     /// A runner for `url` with the settings of `client` and the backoff of `reconnect`. It
     /// connects on the first [`next`](Self::next).
     pub fn new(url: impl Into<String>, client: ClientBuilder, reconnect: Reconnect) -> Self {
-        Self::with_config(url, client.config().clone(), reconnect)
-    }
-
-    /// A runner with a [`ClientConfig`].
-    pub fn with_config(url: impl Into<String>, config: ClientConfig, reconnect: Reconnect) -> Self {
         let (stop, stopped) = watch::channel(false);
         Self {
             url: url.into(),
-            config,
+            config: client.config().clone(),
             classify: Arc::new(|end: &Disconnect<'_>| end.default_advice()),
             backoff: Backoff::new(reconnect),
             state: State::Connect,
