@@ -420,7 +420,7 @@ async fn one_members_burst_does_not_close_the_healthy_members() {
         .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}/ws", listener.local_addr().unwrap());
-    tokio::spawn(server.serve_on(listener, std::future::pending()));
+    tokio::spawn(server.clone().serve_on(listener, std::future::pending()));
     let builder = ClientBuilder::new().no_proxy();
     let mut healthy = Vec::new();
     for _ in 0..HEALTHY {
@@ -497,4 +497,11 @@ async fn one_members_burst_does_not_close_the_healthy_members() {
         );
     }
     assert_eq!(hub.stats().disconnected, 0, "nobody was a slow consumer");
+    let stats = server.stats();
+    assert!(
+        stats.rate_limited_messages >= rate_limited as u64,
+        "{stats:?}"
+    );
+    assert!(stats.rate_limited_bytes > 0, "{stats:?}");
+    assert_eq!(stats.rate_limit_closes, 1, "{stats:?}");
 }

@@ -544,3 +544,47 @@ async fn plain_http_requests_get_their_route_a_404_or_a_426() {
     client.send(Message::text("x")).await.unwrap();
     assert_eq!(client.recv().await.unwrap().unwrap().as_text(), Some("x"));
 }
+
+/// The server runs on any stream: a connection handed over as an in-memory duplex gets the
+/// routes, the guards (a refusal is a real HTTP answer), the handler and the close, and
+/// counts in the server's figures like an accepted one.
+#[tokio::test]
+async fn a_server_serves_a_stream_accepted_elsewhere() {
+    let server = Server::builder()
+        .route("/ws", echo)
+        .route_with("/protected", Route::new(echo).guard(token_guard))
+        .build()
+        .unwrap();
+    let peer: std::net::SocketAddr = "127.0.0.1:4242".parse().unwrap();
+    let (ours, theirs) = tokio::io::duplex(4096);
+    let serving = tokio::spawn({
+        let server = server.clone();
+        async move { server.serve_stream(ours, peer).await }
+    });
+    let builder = ClientBuilder::new().ping_interval(None);
+    let (mut client, _) = builder
+        .connect_on(theirs, "ws://in-memory/ws")
+        .await
+        .unwrap();
+    assert_eq!(server.stats().open_connections, 1);
+    client.send(Message::text("over a duplex")).await.unwrap();
+    assert_eq!(
+        client.recv().await.unwrap(),
+        Some(Message::text("over a duplex"))
+    );
+    client.close(CloseCode::NORMAL, "").await.unwrap();
+    serving.await.unwrap();
+    assert_eq!(server.stats().open_connections, 0);
+
+    let (ours, theirs) = tokio::io::duplex(4096);
+    let serving = tokio::spawn({
+        let server = server.clone();
+        async move { server.serve_stream(ours, peer).await }
+    });
+    let error = builder
+        .connect_on(theirs, "ws://in-memory/protected")
+        .await
+        .unwrap_err();
+    assert_eq!(error.bad_status().unwrap().status, 401);
+    serving.await.unwrap();
+}

@@ -26,7 +26,8 @@ use crate::transport::{CloseInfo, CloseReason, WebSocket};
 /// socket) with the server's rate limit and error reporting.
 ///
 /// [`recv`](Socket::recv) has the shape of [`WebSocket::recv`]; it also answers messages
-/// over the route's rate limit with a 4005 error message instead of returning them.
+/// over the route's rate limit with a 4005 error message instead of returning them (calling
+/// `WebSocket::recv` on the socket explicitly would skip the rate limit).
 #[derive(Debug)]
 pub struct Socket {
     ws: WebSocket,
