@@ -214,6 +214,12 @@ impl Metrics {
                 "Members disconnected (1013) because their queue was full.",
                 hub.disconnected,
             ),
+            (
+                "tether_tls_handshake_failures_total",
+                "TLS handshakes that failed or did not finish within the handshake timeout \
+                 (with --tls-cert).",
+                server.tls_handshake_failures,
+            ),
         ] {
             family(&mut out, name, "counter", help);
             let _ = writeln!(out, "{name} {value}");
@@ -330,6 +336,7 @@ mod tests {
             "tether_broadcast_fanout_seconds_bucket{le=\"+Inf\"} 0",
             "tether_broadcast_fanout_seconds_count 0",
             "tether_slow_consumer_drops_total 0",
+            "tether_tls_handshake_failures_total 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

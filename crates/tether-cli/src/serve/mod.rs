@@ -66,6 +66,13 @@ pub(crate) struct ServeArgs {
     /// The largest message a client may send, in bytes (over it: close 1009).
     #[arg(long, default_value_t = 64 * 1024)]
     max_message_size: usize,
+    /// Serve https:// and wss:// with this certificate chain (PEM, leaf first); needs
+    /// --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     #[command(flatten)]
     backplane: backplane::BackplaneArgs,
 }
@@ -142,7 +149,14 @@ async fn serve(args: &ServeArgs, tokens: Option<Tokens>) -> Result<(), String> {
         // Every way a client leaves is ordinary for a chat: the handler sees the end of the
         // stream and counts the close by its code.
         .caught_close_codes(CaughtCloseCodes::all());
-    let server = Server::with_state(app.clone())
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            tether::server::tls_config_from_pem(cert, key).map_err(|error| format!("{error:#}"))?,
+        ),
+        _ => None,
+    };
+    let secure = tls.is_some();
+    let mut server = Server::with_state(app.clone())
         .route_with("/ws", route)
         .http_route("/", |request: &HttpRequest, _: &App| {
             page(request, "text/html; charset=utf-8", INDEX_HTML)
@@ -170,16 +184,23 @@ async fn serve(args: &ServeArgs, tokens: Option<Tokens>) -> Result<(), String> {
         .request_id(protocol::request_id_text)
         .ping_interval(seconds(args.ping_interval))
         .ping_timeout(seconds(args.ping_timeout).unwrap_or(Duration::from_secs(20)))
-        .max_message_size(args.max_message_size)
-        .build()
-        .map_err(|error| error.to_string())?;
+        .max_message_size(args.max_message_size);
+    if let Some(tls) = tls {
+        server = server.tls(tls);
+    }
+    let server = server.build().map_err(|error| error.to_string())?;
     *app.server.lock().unwrap_or_else(PoisonError::into_inner) = Some(server.clone());
 
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|error| format!("cannot listen on {}: {error}", args.listen))?;
     let local = listener.local_addr().map_err(|error| error.to_string())?;
-    println!("serving http://{local}/ (WebSocket: ws://{local}/ws)");
+    let (http, ws) = if secure {
+        ("https", "wss")
+    } else {
+        ("http", "ws")
+    };
+    println!("serving {http}://{local}/ (WebSocket: {ws}://{local}/ws)");
     let served = server.serve_on(listener, shutdown_signal()).await;
     app.server
         .lock()

@@ -66,12 +66,17 @@ impl Chat {
         let line = rx
             .recv_timeout(WAIT)
             .unwrap_or_else(|_| panic!("no address printed; log:\n{}", chat.log()));
-        let rest = line
-            .trim()
-            .strip_prefix("serving http://")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        let (rest, ws_scheme) = match line.trim().strip_prefix("serving https://") {
+            Some(rest) => (rest, "wss"),
+            None => (
+                line.trim()
+                    .strip_prefix("serving http://")
+                    .unwrap_or_else(|| panic!("unexpected first line {line:?}")),
+                "ws",
+            ),
+        };
         let (addr, ws) = rest.split_once("/ (WebSocket: ").unwrap();
-        assert_eq!(ws, format!("ws://{addr}/ws)"), "{line}");
+        assert_eq!(ws, format!("{ws_scheme}://{addr}/ws)"), "{line}");
         chat.addr = addr.parse().unwrap();
         chat
     }

@@ -180,6 +180,9 @@ pub(crate) struct ServerParts<S> {
     pub(crate) caps: Arc<ConnectionCaps>,
     pub(crate) allowed_origins: Option<Vec<String>>,
     pub(crate) shutdown_timeout: Duration,
+    /// TLS for every accepted connection, when set.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Builds a [`Server`](super::Server); start with [`Server::builder`](super::Server::builder).
@@ -197,6 +200,8 @@ pub struct ServerBuilder<S> {
     max_connections_per_ip: Option<usize>,
     allowed_origins: Option<Vec<String>>,
     shutdown_timeout: Duration,
+    #[cfg(feature = "tls")]
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl<S> fmt::Debug for ServerBuilder<S> {
@@ -226,6 +231,8 @@ impl<S: Clone + Send + Sync + 'static> ServerBuilder<S> {
             max_connections_per_ip: None,
             allowed_origins: None,
             shutdown_timeout: Duration::from_secs(10),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -375,6 +382,16 @@ impl<S: Clone + Send + Sync + 'static> ServerBuilder<S> {
         self
     }
 
+    /// Serves `wss://`: every accepted connection runs the TLS handshake with `config`
+    /// (within the handshake timeout) before the upgrade; ALPN offers `http/1.1` unless the
+    /// config names its protocols. [`tls_config_from_pem`](super::tls_config_from_pem)
+    /// makes one from PEM files. Default: plain `ws://`.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: rustls::ServerConfig) -> Self {
+        self.tls = Some(super::tls::acceptor(config));
+        self
+    }
+
     /// The server.
     ///
     /// # Errors
@@ -402,6 +419,8 @@ impl<S: Clone + Send + Sync + 'static> ServerBuilder<S> {
             )),
             allowed_origins: self.allowed_origins,
             shutdown_timeout: self.shutdown_timeout,
+            #[cfg(feature = "tls")]
+            tls: self.tls,
         }))
     }
 }

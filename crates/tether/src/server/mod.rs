@@ -23,6 +23,8 @@ mod policy;
 mod router;
 mod serve;
 mod socket;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use accept::{Accept, Reject, ServerConfig, accept};
 pub use app_error::{AppError, BoxError, ErrorAction};
@@ -36,3 +38,5 @@ pub use limits::RateLimit;
 pub use router::{PathParams, Pattern, PatternError, Routes, parse_query};
 pub use serve::{Server, ServerStats};
 pub use socket::Socket;
+#[cfg(feature = "tls")]
+pub use tls::tls_config_from_pem;

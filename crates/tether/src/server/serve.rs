@@ -14,7 +14,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -22,7 +22,7 @@ use std::time::Duration;
 use tether_proto::handshake::Request;
 use tether_proto::{CloseCode, CloseFrame, Role};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use tracing::Instrument;
@@ -53,6 +53,9 @@ pub struct ServerStats {
     pub rate_limited_bytes: u64,
     /// Connections closed with 1008 for sustained abuse of the rate limit.
     pub rate_limit_closes: u64,
+    /// TLS handshakes that failed or did not finish within the handshake timeout (`wss://`
+    /// servers only).
+    pub tls_handshake_failures: u64,
 }
 
 /// A WebSocket server: routes, guards, error mappings and connection policies.
@@ -86,6 +89,8 @@ struct Inner<S> {
     live: Mutex<HashMap<u64, LiveConn>>,
     shutting_down: AtomicBool,
     emptied: Notify,
+    /// TLS handshakes that failed or ran out of time.
+    tls_failures: AtomicU64,
 }
 
 /// A connection in the server's table: how to stop it.
@@ -120,6 +125,7 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
                 parts,
                 live: Mutex::new(HashMap::new()),
                 shutting_down: AtomicBool::new(false),
+                tls_failures: AtomicU64::new(0),
                 emptied: Notify::new(),
             }),
         }
@@ -134,6 +140,7 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
             rate_limited_messages: limited.messages.load(Ordering::Relaxed),
             rate_limited_bytes: limited.bytes.load(Ordering::Relaxed),
             rate_limit_closes: limited.closes.load(Ordering::Relaxed),
+            tls_handshake_failures: self.inner.tls_failures.load(Ordering::Relaxed),
         }
     }
 
@@ -180,7 +187,7 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
-                        self.spawn_connection(Box::new(stream), peer);
+                        self.spawn_connection(stream, peer);
                     }
                     Err(error) => {
                         tracing::warn!(%error, "accept failed; pausing before the next");
@@ -221,14 +228,20 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
             .await;
     }
 
-    fn spawn_connection(&self, stream: BoxIo, peer: SocketAddr) {
+    fn spawn_connection(&self, stream: TcpStream, peer: SocketAddr) {
         let id = next_connection_id();
         let guard = LiveGuard {
             inner: Arc::clone(&self.inner),
             id,
         };
         let span = tracing::info_span!("ws", conn = id, %peer, route = tracing::field::Empty);
-        let task = connection(Arc::clone(&self.inner), stream, peer, id, guard).instrument(span);
+        let inner = Arc::clone(&self.inner);
+        let task = async move {
+            if let Some(stream) = secure(&inner, stream).await {
+                connection(inner, stream, peer, id, guard).await;
+            }
+        }
+        .instrument(span);
         // The table is locked across the spawn so the task cannot remove its entry before it
         // is inserted.
         let mut live = self.inner.live();
@@ -298,6 +311,33 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
             notified.await;
         }
     }
+}
+
+/// The accepted stream, through the TLS handshake when the server serves `wss://` (bounded
+/// by the handshake timeout); `None` when that handshake failed.
+async fn secure<S>(inner: &Inner<S>, stream: TcpStream) -> Option<BoxIo> {
+    #[cfg(feature = "tls")]
+    if let Some(acceptor) = &inner.parts.tls {
+        // Boxed: the handshake's state lives only as long as the handshake.
+        let handshake = Box::pin(acceptor.accept(stream));
+        let timeout = inner.parts.config.handshake_timeout;
+        return match tokio::time::timeout(timeout, handshake).await {
+            Ok(Ok(tls)) => Some(Box::new(tls)),
+            Ok(Err(error)) => {
+                inner.tls_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%error, "tls handshake failed");
+                None
+            }
+            Err(_) => {
+                inner.tls_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("tls handshake timed out; dropped");
+                None
+            }
+        };
+    }
+    #[cfg(not(feature = "tls"))]
+    let _ = inner;
+    Some(Box::new(stream))
 }
 
 fn going_away() -> CloseFrame {
