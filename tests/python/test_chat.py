@@ -33,7 +33,7 @@ from contract_server import OP_CLOSE, ErrorBodyAssertions, parse_close
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TIMEOUT = 5.0
-SERVING = re.compile(r"serving http://(127\.0\.0\.1:(\d+))/ \(WebSocket: ws://\1/ws\)")
+SERVING = re.compile(r"serving (https?)://(127\.0\.0\.1:(\d+))/ \(WebSocket: (wss?)://\2/ws\)")
 
 _started = []
 atexit.register(lambda: [server.stop() for server in list(_started)])
@@ -106,7 +106,8 @@ class ChatServer:
         if not match:
             self.stop()
             raise RuntimeError(f"{command} printed {lines!r}\n{self.logs()}")
-        self.url = f"ws://{match.group(1)}/ws"
+        self.url = f"{match.group(4)}://{match.group(2)}/ws"
+        self.port = int(match.group(3))
         return self
 
     def stop(self):
