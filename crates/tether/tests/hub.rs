@@ -13,7 +13,7 @@ use std::time::Duration;
 use tether::Message;
 use tether::client::ClientBuilder;
 use tether::hub::{Hub, HubConfig, HubError, MemoryBus, SlowConsumer};
-use tether::server::{Server, Socket};
+use tether::server::{Server, Socket, State};
 use tokio::net::TcpListener;
 
 fn text(message: &Message) -> &str {
@@ -307,26 +307,28 @@ async fn broadcasts_cross_nodes_on_the_bus_once_each_and_subscriptions_follow_me
     assert!(drain(&mut out_b).is_empty());
 }
 
+/// A connection in the room loop of the hub docs: it joins lobby, says there what its client
+/// sends, and passes on what the room says.
+async fn lobby(mut socket: Socket, State(hub): State<Hub>) -> Result<(), tether::Error> {
+    let (member, mut outbound) = hub.member_for(&socket.sender());
+    let _lobby = hub.join_or_create(&member, "lobby");
+    loop {
+        tokio::select! {
+            incoming = socket.recv() => match incoming? {
+                Some(message) => { let _ = hub.broadcast("lobby", &message); }
+                None => return Ok(()),
+            },
+            Some(message) = outbound.recv() => socket.send(message).await?,
+        }
+    }
+}
+
 #[tokio::test]
 async fn members_that_vanish_are_gone_within_one_heartbeat() {
     let hub = Hub::default();
     hub.create_room("lobby", None).unwrap();
-    let server_hub = hub.clone();
-    let server = Server::builder()
-        .route("/ws", move |mut socket: Socket| {
-            let hub = server_hub.clone();
-            async move {
-                let (member, mut outbound) = hub.member_for(&socket.sender());
-                let _lobby = hub.join(&member, "lobby").unwrap();
-                loop {
-                    tokio::select! {
-                        incoming = socket.recv() => if incoming?.is_none() { break },
-                        Some(message) = outbound.recv() => socket.send(message).await?,
-                    }
-                }
-                Ok::<_, tether::Error>(())
-            }
-        })
+    let server = Server::with_state(hub.clone())
+        .route("/ws", lobby)
         .ping_interval(Duration::from_millis(100))
         .ping_timeout(Duration::from_millis(100))
         .close_timeout(Duration::from_millis(100))
@@ -398,24 +400,8 @@ async fn one_members_burst_does_not_close_the_healthy_members() {
     const BURST: usize = 5_000;
     const HEALTHY: usize = 3;
     let hub = Hub::default();
-    let server_hub = hub.clone();
-    let server = Server::builder()
-        .route("/ws", move |mut socket: Socket| {
-            let hub = server_hub.clone();
-            async move {
-                let (member, mut outbound) = hub.member_for(&socket.sender());
-                let _lobby = hub.join_or_create(&member, "lobby");
-                loop {
-                    tokio::select! {
-                        incoming = socket.recv() => match incoming? {
-                            Some(message) => { let _ = hub.broadcast("lobby", &message); }
-                            None => return Ok::<_, tether::Error>(()),
-                        },
-                        Some(message) = outbound.recv() => socket.send(message).await?,
-                    }
-                }
-            }
-        })
+    let server = Server::with_state(hub.clone())
+        .route("/ws", lobby)
         .build()
         .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
