@@ -6,7 +6,9 @@
 //   2. every error button shows the right notice (4000, 4000, 4001, 4002 with the connection
 //      open; 1009 and no automatic reconnect, then #reconnect rejoins; 4005s then 1008);
 //   3. the server stops (SIGTERM: close 1001 notices, the pages go to reconnecting) and starts
-//      again on the same port: the pages reconnect by themselves, rejoin lobby and chat.
+//      again on the same port: the pages reconnect by themselves, rejoin lobby and chat;
+//   4. a second server with --tls-cert/--tls-key and a test CA that a second Chromium trusts
+//      (in its NSS store): two pages chat over wss:// (needs openssl and certutil).
 //
 // Run it with scripts/browser-tests (which installs playwright-core and builds the binary),
 // or by hand: `node tests/browser/chat.test.mjs` with playwright-core on NODE_PATH (or in
@@ -16,13 +18,16 @@
 //   TETHER_CHROMIUM       the browser (default: /usr/bin/chromium, Debian's `chromium`)
 
 import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import { Artifacts, launchChromium, newGuardedContext, newRecorder, newTrackedPage } from './lib/browser.mjs';
 import { TetherServer, tetherBinary } from './lib/server.mjs';
+import { makeTestCertificates } from './lib/tls.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const ARTIFACTS = path.resolve(ROOT, process.env.TETHER_ARTIFACTS_DIR || 'target/browser-artifacts');
@@ -406,6 +411,37 @@ describe('tether serve: the chat page in Chromium', () => {
         await artifacts.screenshot(ann, 'after-restart-ann');
         await artifacts.screenshot(bob, 'after-restart-bob');
     }, 45000);
+
+    step('over wss://, two pages chat through a server whose CA Chromium trusts', async () => {
+        const tls = makeTestCertificates(mkdtempSync(path.join(os.tmpdir(), 'tether-browser-tls-')));
+        const secure = new TetherServer({
+            bin: tetherBinary(ROOT),
+            args: [...SERVER_ARGS, '--tls-cert', tls.cert, '--tls-key', tls.key],
+            log: artifacts.path('server-tls.log'),
+        });
+        // A second Chromium, whose certificate store (its HOME's NSS database) has the CA:
+        // the certificate is checked as a real one would be, no error is ignored.
+        const trusting = await launchChromium({ home: tls.home });
+        try {
+            const addr = await secure.start('127.0.0.1:0');
+            assert.equal(secure.scheme, 'https');
+            const secureBase = `https://${addr}`;
+            const carol = await openChat(trusting, recorder, secureBase, 'carol');
+            const dave = await openChat(trusting, recorder, secureBase, 'dave');
+            for (const page of [carol, dave]) {
+                assert.equal(new URL(page.sockets[0].url).protocol, 'wss:', `${page.label}: a wss:// WebSocket`);
+            }
+            await join(carol, 'lobby');
+            await join(dave, 'lobby');
+            await chat(carol, 'hello over tls', [carol, dave]);
+            await chat(dave, 'encrypted hi', [dave, carol]);
+            await artifacts.screenshot(carol, 'wss-carol');
+            assert.deepEqual([...carol.pageErrors, ...dave.pageErrors], [], 'uncaught errors over wss://');
+        } finally {
+            await Promise.resolve(trusting.close()).catch(() => {});
+            await secure.kill().catch(() => {});
+        }
+    });
 
     step('no request left 127.0.0.1 and no page raised an error', async () => {
         assert.deepEqual(recorder.foreign, [], 'requests to anything but 127.0.0.1');

@@ -42,6 +42,8 @@
 //!
 #![doc = include_str!("../docs/client-guide.md")]
 
+#[cfg(feature = "axum")]
+pub mod axum;
 #[cfg(feature = "blocking")]
 pub mod blocking;
 pub mod client;

@@ -34,12 +34,14 @@ export const CHROMIUM_ARGS = [
     '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
 ];
 
-export async function launchChromium() {
+/** Launches Chromium; `home` gives it another HOME (and so another NSS certificate store). */
+export async function launchChromium({ home } = {}) {
     return playwright.chromium.launch({
         executablePath: CHROMIUM,
         args: CHROMIUM_ARGS,
         headless: true,
         timeout: 30000,
+        ...(home ? { env: { ...process.env, HOME: home } } : {}),
     });
 }
 

@@ -1,5 +1,5 @@
 // Runs the real `tether serve` binary for the browser test: start on 127.0.0.1 (port 0 the
-// first time), read the `serving http://ADDR/ ...` line from its stdout, stop it with a signal
+// first time), read the `serving http(s)://ADDR/ ...` line from its stdout, stop it with a signal
 // (SIGKILL if it has not exited in time), and start it again on the same address, retrying
 // for a few seconds while the port is still busy. Whatever happens, no server outlives the
 // test process: every child is killed on exit.
@@ -58,6 +58,7 @@ export class TetherServer {
         this.child = null;
         this.exited = null; // a promise of { code, signal } for the current child
         this.addr = null; // "127.0.0.1:PORT" once serving
+        this.scheme = null; // "http", or "https" with --tls-cert
         this.starts = 0;
     }
 
@@ -124,7 +125,7 @@ export class TetherServer {
             };
             const timer = setTimeout(() => {
                 child.kill('SIGKILL');
-                fail(`tether serve printed no "serving http://..." line within ${readyTimeoutMs} ms`);
+                fail(`tether serve printed no "serving http(s)://..." line within ${readyTimeoutMs} ms`);
             }, readyTimeoutMs);
             child.once('error', (error) => fail(`cannot run ${this.bin}: ${error.message}`));
             exited.then(({ code, signal }) => {
@@ -136,11 +137,12 @@ export class TetherServer {
             });
             stdout.on('line', (line) => {
                 this.#log(`[${run} stdout] ${line}`);
-                const match = /^serving http:\/\/(\S+?)\/ /.exec(line);
+                const match = /^serving (https?):\/\/(\S+?)\/ /.exec(line);
                 if (match && !settled) {
                     settled = true;
                     clearTimeout(timer);
-                    this.addr = match[1];
+                    this.scheme = match[1];
+                    this.addr = match[2];
                     resolve(this.addr);
                 }
             });

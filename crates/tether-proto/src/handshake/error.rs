@@ -75,6 +75,12 @@ pub enum HandshakeError {
         /// The version values, `None` when the header is absent.
         found: Option<Box<str>>,
     },
+    /// HTTP/2: a `CONNECT` whose `:protocol` pseudo-header is absent or not `websocket`
+    /// (RFC 8441 section 4), such as a proxy tunnel request. Answer 400.
+    InvalidConnectProtocol {
+        /// The `:protocol` value, `None` when absent.
+        found: Option<Box<str>>,
+    },
     /// No `Sec-WebSocket-Key` header. Answer 400.
     MissingKey,
     /// More than one `Sec-WebSocket-Key` header. Answer 400.
@@ -164,6 +170,7 @@ impl HandshakeError {
             | Self::MissingHost
             | Self::InvalidHost { .. }
             | Self::MissingConnectionUpgrade { .. }
+            | Self::InvalidConnectProtocol { .. }
             | Self::MissingKey
             | Self::DuplicateKey
             | Self::InvalidKey { .. }
@@ -246,6 +253,11 @@ impl fmt::Display for HandshakeError {
             Self::UnsupportedVersion { found } => write!(
                 f,
                 "unsupported websocket version: expected 13, found {}",
+                or_none(found)
+            ),
+            Self::InvalidConnectProtocol { found } => write!(
+                f,
+                "invalid connect protocol: expected websocket in :protocol, found {}",
                 or_none(found)
             ),
             Self::MissingKey => f.write_str("missing sec-websocket-key header"),

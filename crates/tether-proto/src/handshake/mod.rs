@@ -9,7 +9,9 @@
 //!   upgrade, giving a [`Request`]. Answer with [`accept_response`] (choosing a subprotocol with
 //!   [`select_protocol`] or [`Request::select_protocol`]) or refuse with [`reject_response`].
 //!   Every [`HandshakeError`] knows its HTTP status and turns into a response with
-//!   [`HandshakeError::to_response`].
+//!   [`HandshakeError::to_response`]. A head that another HTTP stack already parsed is
+//!   checked with [`validate_request`] (HTTP/1.x) or [`validate_extended_connect`] (HTTP/2,
+//!   RFC 8441).
 //! * Client: build a request with [`ClientRequest::builder`], write [`ClientRequest::encode`],
 //!   read the answer with [`parse_response`] and check it with [`validate_response`], which
 //!   gives the negotiated [`Accepted`] subprotocol and extensions.
@@ -67,7 +69,10 @@ pub use client::{
 };
 pub use error::{AcceptMismatch, HandshakeError};
 pub use extensions::Extension;
-pub use server::{Request, accept_response, parse_request, reject_response, select_protocol};
+pub use server::{
+    Request, accept_response, parse_request, reject_response, select_protocol,
+    validate_extended_connect, validate_request,
+};
 
 /// Default for [`HandshakeConfig::max_header_bytes`]: 8 KiB.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 8192;

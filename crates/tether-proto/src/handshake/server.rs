@@ -29,9 +29,12 @@ const REJECT_RESERVED: &[&str] = &["connection", "content-length", "transfer-enc
 
 /// A client's validated WebSocket upgrade request (RFC 6455 4.2.1).
 ///
-/// Only [`parse_request`] builds one, so a `Request` always has method `GET`, HTTP/1.1, one
-/// `Host`, the `websocket` and `upgrade` tokens, version 13 and a valid key. Header names
-/// compare ASCII case-insensitively. `Debug` shows header names but not their values, which
+/// Only [`parse_request`], [`validate_request`] and [`validate_extended_connect`] build one,
+/// so a `Request` is either an HTTP/1.1 `GET` with one `Host`, the `websocket` and `upgrade`
+/// tokens, version 13 and a valid key, or an HTTP/2 extended `CONNECT` with
+/// `:protocol = websocket`, an authority and version 13 (see
+/// [`is_extended_connect`](Self::is_extended_connect)). Header names compare ASCII
+/// case-insensitively. `Debug` shows header names but not their values, which
 /// may hold credentials.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Request {
@@ -43,10 +46,11 @@ pub struct Request {
     extensions: Vec<Extension>,
     origin: Option<String>,
     headers: Vec<(String, Vec<u8>)>,
+    extended_connect: bool,
 }
 
 impl Request {
-    /// The method; always `GET` once validated.
+    /// The method: `GET`, or `CONNECT` for an HTTP/2 extended CONNECT.
     pub fn method(&self) -> &str {
         &self.method
     }
@@ -56,14 +60,22 @@ impl Request {
         &self.path
     }
 
-    /// The `Host` value as sent, port included when present.
+    /// The `Host` value as sent (the `:authority` over HTTP/2), port included when present.
     pub fn host(&self) -> &str {
         &self.host
     }
 
-    /// The `Sec-WebSocket-Key` as sent (base64 of 16 bytes).
+    /// The `Sec-WebSocket-Key` as sent (base64 of 16 bytes); empty for an extended CONNECT,
+    /// which has no key.
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// Whether this is an HTTP/2 extended CONNECT (RFC 8441) rather than an HTTP/1.1
+    /// upgrade. Such a request is accepted with `200` and no `Sec-WebSocket-Accept`, and the
+    /// WebSocket runs on the HTTP/2 stream.
+    pub fn is_extended_connect(&self) -> bool {
+        self.extended_connect
     }
 
     /// The `Sec-WebSocket-Accept` value answering this request's key.
@@ -123,6 +135,7 @@ impl fmt::Debug for Request {
             .field("protocols", &self.protocols)
             .field("extensions", &self.extensions)
             .field("origin", &self.origin)
+            .field("extended_connect", &self.extended_connect)
             .field("header_names", &names)
             .finish()
     }
@@ -179,15 +192,40 @@ pub fn parse_request(
         });
     };
     let headers = to_owned_headers(parsed.headers);
-    validate(method, path, minor, headers).map(|req| Some((req, used)))
+    validate_request(method, path, minor, headers).map(|req| Some((req, used)))
 }
 
-fn validate(
+/// Validates an HTTP/1.x request head that another HTTP implementation parsed (hyper, a
+/// proxy) as a WebSocket upgrade: the same rules, in the same order, as [`parse_request`]
+/// after its parsing and size limits. `minor_version` is the `x` of `HTTP/1.x`; `headers`
+/// are name and value pairs in the order received.
+///
+/// ```
+/// use tether_proto::handshake::validate_request;
+///
+/// let headers = [
+///     ("Host", "example.com"),
+///     ("Upgrade", "websocket"),
+///     ("Connection", "Upgrade"),
+///     ("Sec-WebSocket-Version", "13"),
+///     ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+/// ];
+/// let headers = headers.map(|(n, v)| (n.to_owned(), v.as_bytes().to_vec())).to_vec();
+/// let request = validate_request("GET", "/chat", 1, headers)?;
+/// assert_eq!(request.accept_key(), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+/// # Ok::<(), tether_proto::handshake::HandshakeError>(())
+/// ```
+///
+/// # Errors
+///
+/// The first [`HandshakeError`] of the server side that applies.
+pub fn validate_request(
     method: &str,
     path: &str,
-    minor: u8,
+    minor_version: u8,
     headers: Vec<(String, Vec<u8>)>,
 ) -> Result<Request, HandshakeError> {
+    let minor = minor_version;
     if method != "GET" {
         return Err(HandshakeError::MethodNotAllowed {
             found: shown(method.as_bytes()),
@@ -241,15 +279,7 @@ fn validate(
     let host = String::from_utf8_lossy(host).into_owned();
     let key = String::from_utf8_lossy(key).into_owned();
 
-    let extensions = extensions::parse_all(values(&headers, "sec-websocket-extensions"))
-        .map_err(|bad| HandshakeError::InvalidExtensions { found: shown(bad) })?;
-    let protocols = list_elements(values(&headers, "sec-websocket-protocol"))
-        .map(|p| String::from_utf8_lossy(p).into_owned())
-        .collect();
-    let origins: Vec<&[u8]> = values(&headers, "origin").collect();
-    let origin = (!origins.is_empty())
-        .then(|| String::from_utf8_lossy(&origins.join(b", ".as_slice())).into_owned());
-
+    let (extensions, protocols, origin) = offers(&headers)?;
     Ok(Request {
         method: method.to_owned(),
         path: path.to_owned(),
@@ -259,7 +289,84 @@ fn validate(
         extensions,
         origin,
         headers,
+        extended_connect: false,
     })
+}
+
+/// Validates an HTTP/2 request as a WebSocket over an extended CONNECT (RFC 8441 sections
+/// 4 and 5): method `CONNECT`, `:protocol` `websocket`, `Sec-WebSocket-Version: 13`.
+/// `authority` is the `:authority` pseudo-header, `path` the `:path` one and `protocol` the
+/// `:protocol` one. There is no key, no `Upgrade` and no `Connection`; subprotocols,
+/// extensions and `Origin` are read as over HTTP/1.1. Accept with a `200` response.
+///
+/// # Errors
+///
+/// - [`HandshakeError::MissingUpgrade`] (426) for a method other than `CONNECT`: a plain
+///   request to a WebSocket endpoint, as over HTTP/1.1;
+/// - [`HandshakeError::InvalidConnectProtocol`] (400) for a `CONNECT` without
+///   `:protocol = websocket`;
+/// - [`HandshakeError::MissingHost`] or [`HandshakeError::InvalidHost`] (400) for an empty
+///   or malformed authority;
+/// - [`HandshakeError::UnsupportedVersion`] (426) and
+///   [`HandshakeError::InvalidExtensions`] (400) as over HTTP/1.1.
+pub fn validate_extended_connect(
+    method: &str,
+    path: &str,
+    authority: &str,
+    protocol: Option<&str>,
+    headers: Vec<(String, Vec<u8>)>,
+) -> Result<Request, HandshakeError> {
+    if method != "CONNECT" {
+        return Err(HandshakeError::MissingUpgrade { found: None });
+    }
+    if protocol != Some("websocket") {
+        return Err(HandshakeError::InvalidConnectProtocol {
+            found: protocol.map(|p| shown(p.as_bytes())),
+        });
+    }
+    if authority.is_empty() {
+        return Err(HandshakeError::MissingHost);
+    }
+    if !authority.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(HandshakeError::InvalidHost {
+            found: shown(authority.as_bytes()),
+        });
+    }
+    if !matches!(
+        occurs(&headers, "sec-websocket-version"),
+        Occurs::Once(b"13")
+    ) {
+        return Err(HandshakeError::UnsupportedVersion {
+            found: joined(&headers, "sec-websocket-version"),
+        });
+    }
+    let (extensions, protocols, origin) = offers(&headers)?;
+    Ok(Request {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        host: authority.to_owned(),
+        key: String::new(),
+        protocols,
+        extensions,
+        origin,
+        headers,
+        extended_connect: true,
+    })
+}
+
+/// The offers both kinds of request carry: extensions, subprotocols, and the origin.
+type Offers = (Vec<Extension>, Vec<String>, Option<String>);
+
+fn offers(headers: &[(String, Vec<u8>)]) -> Result<Offers, HandshakeError> {
+    let extensions = extensions::parse_all(values(headers, "sec-websocket-extensions"))
+        .map_err(|bad| HandshakeError::InvalidExtensions { found: shown(bad) })?;
+    let protocols = list_elements(values(headers, "sec-websocket-protocol"))
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    let origins: Vec<&[u8]> = values(headers, "origin").collect();
+    let origin = (!origins.is_empty())
+        .then(|| String::from_utf8_lossy(&origins.join(b", ".as_slice())).into_owned());
+    Ok((extensions, protocols, origin))
 }
 
 /// Writes the `101 Switching Protocols` response accepting `req`.

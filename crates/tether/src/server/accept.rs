@@ -45,7 +45,7 @@ impl Eq for ServerConfig {}
 impl ServerConfig {
     /// The connection settings as one shared value: the cached one while `transport` has
     /// not changed since it was made, a new one otherwise.
-    fn shared_transport(&self) -> Arc<Config> {
+    pub(crate) fn shared_transport(&self) -> Arc<Config> {
         let cached = self.shared.get_or_init(|| Arc::new(self.transport.clone()));
         if **cached == self.transport {
             Arc::clone(cached)
@@ -155,6 +155,16 @@ impl Reject {
 }
 
 impl Reject {
+    /// The answer to a request that is not an acceptable upgrade: the error's status and
+    /// headers (`Sec-WebSocket-Version: 13` on 426, `Allow` on 405) with a JSON error body.
+    pub(crate) fn from_handshake(error: &HandshakeError) -> Self {
+        let mut reject = Reject::error(error.http_status(), error.to_string());
+        for (name, value) in error.response_headers() {
+            reject = reject.with_header(*name, *value);
+        }
+        reject
+    }
+
     /// The HTTP response: status, headers, `Content-Length`, `Connection: close`, body.
     fn to_response(&self) -> Vec<u8> {
         reject_response(
@@ -260,10 +270,7 @@ where
                 respond_and_close(&mut stream, &bytes).await;
                 return Err(Error::rejected(response.status));
             }
-            let mut reject = Reject::error(error.http_status(), error.to_string());
-            for (name, value) in error.response_headers() {
-                reject = reject.with_header(*name, *value);
-            }
+            let reject = Reject::from_handshake(&error);
             respond_and_close(&mut stream, &reject.to_response()).await;
             return Err(Error::handshake(error));
         }

@@ -22,9 +22,21 @@ mod limits;
 mod policy;
 mod router;
 mod serve;
+#[cfg(feature = "hyper")]
+mod service;
+mod session;
 mod socket;
 #[cfg(feature = "tls")]
 mod tls;
+
+#[cfg(feature = "hyper")]
+pub(crate) use limits::CapPermit;
+#[cfg(feature = "hyper")]
+pub(crate) use serve::Chosen;
+#[cfg(feature = "hyper")]
+pub(crate) use service::{
+    Pending, accept_response, http_response, no_upgrade, peer_of, upgrade_request,
+};
 
 pub use accept::{Accept, Reject, ServerConfig, accept};
 pub use app_error::{AppError, BoxError, ErrorAction};
@@ -37,6 +49,8 @@ pub use http::{HttpRequest, HttpResponse};
 pub use limits::RateLimit;
 pub use router::{PathParams, Pattern, PatternError, Routes, parse_query};
 pub use serve::{Server, ServerStats};
+#[cfg(feature = "hyper")]
+pub use service::ResponseBody;
 pub use socket::Socket;
 #[cfg(feature = "tls")]
 pub use tls::tls_config_from_pem;

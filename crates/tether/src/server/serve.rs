@@ -7,16 +7,13 @@
 //! is finished, and a drop guard removes the connection from the server's table and releases
 //! its cap slot, whatever ended it (return, error, panic or abort).
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tether_proto::handshake::Request;
@@ -28,13 +25,12 @@ use tokio::task::AbortHandle;
 use tracing::Instrument;
 
 use super::accept::upgrade_or_http;
-use super::app_error::{BoxError, error_chain};
 use super::builder::{ServerBuilder, ServerParts};
 use super::context::ConnContext;
 use super::extract::{PreparedHandler, RequestContext};
 use super::http::{HttpRequest, HttpResponse};
 use super::limits::RateLimit;
-use super::policy::{Then, deliver, internal_close, log_internal};
+use super::session::{CatchUnwind, finish, panic_message};
 use super::socket::Socket;
 use super::{Accept, Reject};
 use crate::error::{Error, ErrorKind};
@@ -84,7 +80,7 @@ impl<S> std::fmt::Debug for Server<S> {
     }
 }
 
-struct Inner<S> {
+pub(super) struct Inner<S> {
     parts: ServerParts<S>,
     live: Mutex<HashMap<u64, LiveConn>>,
     shutting_down: AtomicBool,
@@ -230,18 +226,26 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
 
     fn spawn_connection(&self, stream: TcpStream, peer: SocketAddr) {
         let id = next_connection_id();
+        self.spawn_tracked(id, peer, move |inner, guard| async move {
+            if let Some(stream) = secure(&inner, stream).await {
+                connection(inner, stream, peer, id, guard).await;
+            }
+        });
+    }
+
+    /// Spawns a connection's task, in the server's table (so shutdown and `stats` see it)
+    /// from before it first runs until its guard drops.
+    pub(super) fn spawn_tracked<F, Fut>(&self, id: u64, peer: SocketAddr, task: F)
+    where
+        F: FnOnce(Arc<Inner<S>>, LiveGuard<S>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         let guard = LiveGuard {
             inner: Arc::clone(&self.inner),
             id,
         };
         let span = tracing::info_span!("ws", conn = id, %peer, route = tracing::field::Empty);
-        let inner = Arc::clone(&self.inner);
-        let task = async move {
-            if let Some(stream) = secure(&inner, stream).await {
-                connection(inner, stream, peer, id, guard).await;
-            }
-        }
-        .instrument(span);
+        let task = task(Arc::clone(&self.inner), guard).instrument(span);
         // The table is locked across the spawn so the task cannot remove its entry before it
         // is inserted.
         let mut live = self.inner.live();
@@ -255,7 +259,26 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
         );
     }
 
-    async fn shutdown(&self) {
+    /// The parts the server was built from.
+    #[cfg(feature = "hyper")]
+    pub(crate) fn parts(&self) -> &ServerParts<S> {
+        &self.inner.parts
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) has begun.
+    #[cfg(feature = "hyper")]
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Shuts down gracefully: refuses new upgrades, closes every connection with 1001 and
+    /// waits for their close handshakes up to the shutdown timeout, then drops what remains.
+    ///
+    /// [`serve_with_shutdown`](Self::serve_with_shutdown) calls it when its signal fires.
+    /// A server mounted in axum or hyper calls it itself once the HTTP server has stopped
+    /// accepting: upgraded connections have left the HTTP server by then, so its own
+    /// graceful shutdown does not wait for them.
+    pub async fn shutdown(&self) {
         let inner = &self.inner;
         inner.shutting_down.store(true, Ordering::SeqCst);
         let (senders, handshaking): (Vec<_>, Vec<_>) = {
@@ -345,7 +368,7 @@ fn going_away() -> CloseFrame {
 }
 
 /// Removes a connection from the server's table when its task ends or is dropped.
-struct LiveGuard<S> {
+pub(super) struct LiveGuard<S> {
     inner: Arc<Inner<S>>,
     id: u64,
 }
@@ -361,11 +384,12 @@ impl<S> Drop for LiveGuard<S> {
 }
 
 /// What the handshake decided for an accepted connection.
-struct Chosen {
-    handler: PreparedHandler,
-    config: Arc<Config>,
-    rate_limit: Option<RateLimit>,
-    route: Arc<str>,
+pub(crate) struct Chosen {
+    pub(crate) handler: PreparedHandler,
+    pub(crate) config: Arc<Config>,
+    pub(crate) rate_limit: Option<RateLimit>,
+    /// The route's pattern (or, for an axum route, the request's path), for logs.
+    pub(crate) route: Arc<str>,
 }
 
 async fn connection<S: Clone + Send + Sync + 'static>(
@@ -391,19 +415,9 @@ async fn connection<S: Clone + Send + Sync + 'static>(
             if let Err(reject) = &permit {
                 return Err(reject.clone());
             }
-            // A guard or extractor is application code: its panic is a 500, not a lost task.
-            let decided = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                decide(parts, request, peer, id, &mut chosen)
-            }));
-            decided.unwrap_or_else(|panic| {
-                tracing::error!(
-                    connection = id,
-                    %peer,
-                    path = request.path(),
-                    error = %format!("panic: {}", panic_message(&*panic)),
-                    "a guard or extractor panicked; answering 500"
-                );
-                Err(Reject::error(500, "Internal server error"))
+            decide(parts, request, peer, id).map(|(accept, decided)| {
+                chosen = Some(decided);
+                accept
             })
         },
         http,
@@ -420,19 +434,38 @@ async fn connection<S: Clone + Send + Sync + 'static>(
             return;
         }
     };
-    let Some(Chosen {
-        handler,
-        config,
-        rate_limit,
-        route,
-    }) = chosen
-    else {
+    let Some(chosen) = chosen else {
         return;
     };
-    tracing::Span::current().record("route", &*route);
     // The request is not needed after the handshake: let it go with the rest.
-    let ws = WebSocket::new(upgraded.stream, Role::Server, config, upgraded.leftover, id)
-        .with_protocol(upgraded.protocol);
+    let ws = WebSocket::new(
+        upgraded.stream,
+        Role::Server,
+        Arc::clone(&chosen.config),
+        upgraded.leftover,
+        id,
+    )
+    .with_protocol(upgraded.protocol);
+    run_session(&inner, ws, chosen, peer).await;
+    drop(permit);
+}
+
+/// Runs an upgraded connection: registers its sender for shutdown, runs the handler with
+/// panics caught, applies the error contract to its result and finishes the close.
+pub(super) async fn run_session<S>(
+    inner: &Inner<S>,
+    ws: WebSocket,
+    chosen: Chosen,
+    peer: SocketAddr,
+) {
+    let Chosen {
+        handler,
+        rate_limit,
+        route,
+        ..
+    } = chosen;
+    let id = ws.id();
+    tracing::Span::current().record("route", &*route);
     let sender = ws.sender();
     let shutting_down = {
         let mut live = inner.live();
@@ -449,23 +482,44 @@ async fn connection<S: Clone + Send + Sync + 'static>(
         id,
         peer,
         route,
-        settings: Arc::clone(&parts.settings),
+        settings: Arc::clone(&inner.parts.settings),
         parked: Mutex::new(None),
     });
     let socket = Socket::new(ws, Arc::clone(&ctx), rate_limit);
     let outcome = CatchUnwind((handler.0)(socket)).await;
     finish(&ctx, &sender, outcome).await;
-    drop(permit);
 }
 
-/// Routing, `Origin`, guards and extractors, on the upgrade request.
-fn decide<S>(
+/// Routing, `Origin`, guards and extractors, on the upgrade request: the answer and what
+/// runs after it. A panic in a guard or extractor (application code) is answered 500
+/// instead of losing the task.
+pub(super) fn decide<S>(
     parts: &ServerParts<S>,
     request: &Request,
     peer: SocketAddr,
     id: u64,
-    chosen: &mut Option<Chosen>,
-) -> Result<Accept, Reject> {
+) -> Result<(Accept, Chosen), Reject> {
+    let decided = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        route_and_guard(parts, request, peer, id)
+    }));
+    decided.unwrap_or_else(|panic| {
+        tracing::error!(
+            connection = id,
+            %peer,
+            path = request.path(),
+            error = %format!("panic: {}", panic_message(&*panic)),
+            "a guard or extractor panicked; answering 500"
+        );
+        Err(Reject::error(500, "Internal server error"))
+    })
+}
+
+fn route_and_guard<S>(
+    parts: &ServerParts<S>,
+    request: &Request,
+    peer: SocketAddr,
+    id: u64,
+) -> Result<(Accept, Chosen), Reject> {
     if let (Some(allowed), Some(origin)) = (&parts.allowed_origins, request.origin()) {
         if !allowed.iter().any(|ok| ok.eq_ignore_ascii_case(origin)) {
             tracing::warn!(origin, "refused a cross-origin WebSocket request");
@@ -488,21 +542,22 @@ fn decide<S>(
     }
     let handler = route.handler.prepare(&cx)?;
     let protocol = request.select_protocol(&route.protocols).map(str::to_owned);
-    *chosen = Some(Chosen {
+    let chosen = Chosen {
         handler,
         config: route.connection_config(&parts.config.transport),
         rate_limit: route.rate_limit.unwrap_or(parts.settings.rate_limit),
         route: Arc::from(pattern.as_str()),
-    });
-    Ok(Accept {
+    };
+    let accept = Accept {
         protocol,
         ..Accept::default()
-    })
+    };
+    Ok((accept, chosen))
 }
 
 /// The answer to a request that is not an upgrade: its HTTP route's, a 404 for a path no
 /// route serves, or `None` (the upgrade error's own answer, e.g. 426) for a WebSocket path.
-fn plain_http<S>(parts: &ServerParts<S>, request: &HttpRequest) -> Option<HttpResponse> {
+pub(super) fn plain_http<S>(parts: &ServerParts<S>, request: &HttpRequest) -> Option<HttpResponse> {
     let path = request.path();
     if let Some((_, handler, _)) = parts.http_routes.find(path) {
         return Some(handler(request, &parts.state));
@@ -513,7 +568,7 @@ fn plain_http<S>(parts: &ServerParts<S>, request: &HttpRequest) -> Option<HttpRe
     Some(Reject::error(404, "Nothing at this path").into())
 }
 
-fn log_handshake_failure(error: &Error) {
+pub(super) fn log_handshake_failure(error: &Error) {
     match (error.kind(), error.rejected_status()) {
         (_, Some(status)) if status == 503 || status == 429 => {
             tracing::warn!(status, "handshake refused: connection cap")
@@ -524,105 +579,6 @@ fn log_handshake_failure(error: &Error) {
         (ErrorKind::Timeout, _) => tracing::debug!("handshake timed out; dropped"),
         _ => {
             tracing::debug!(error = %format_args!("{error:#}"), "client left during the handshake")
-        }
-    }
-}
-
-type HandlerOutcome = Result<Result<(), BoxError>, Box<dyn Any + Send>>;
-
-/// Turns the handler's result into the close the client sees, then finishes the close
-/// handshake.
-async fn finish(ctx: &Arc<ConnContext>, sender: &Sender, outcome: HandlerOutcome) {
-    let delivered = match outcome {
-        // A handler that returned leaves with 1000, unless the connection is closing already.
-        Ok(Ok(())) if sender.is_closed() => Ok(()),
-        Ok(Ok(())) => {
-            let normal = CloseFrame::new(CloseCode::NORMAL, "");
-            sender.close_frame(normal).await
-        }
-        Ok(Err(error)) => match error.downcast_ref::<Error>() {
-            // The handler passed on the end of the connection: nothing left to say.
-            Some(transport) if sender.is_closed() && transport.kind() != ErrorKind::Application => {
-                log_disconnect(transport);
-                Ok(())
-            }
-            _ => {
-                let outcome = ctx.settings.error_handlers.outcome(&*error);
-                deliver(sender, ctx, outcome, Then::Close, || error_chain(&*error))
-                    .await
-                    .map(drop)
-            }
-        },
-        Err(panic) => {
-            log_internal(ctx, &format!("panic: {}", panic_message(&*panic)));
-            sender.close_frame(internal_close()).await
-        }
-    };
-    if let Err(error) = delivered {
-        tracing::debug!(error = %format_args!("{error:#}"), "the close could not be sent");
-    }
-    let parked = ctx
-        .parked
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take();
-    if let Some(mut reader) = parked {
-        while let Some(next) = reader.recv().await {
-            if next.is_err() {
-                break;
-            }
-        }
-        if let Some(info) = reader.close_info() {
-            tracing::debug!(
-                code = info.reason.display_code(),
-                reason = info.reason.reason(),
-                initiated_by = ?info.initiated_by,
-                "connection closed"
-            );
-        }
-    }
-}
-
-/// Logs a disconnect the handler passed on: warn for the unusual ones.
-fn log_disconnect(error: &Error) {
-    match error.kind() {
-        ErrorKind::ConnectionClosed => {
-            let code = error
-                .close_info()
-                .map_or(1006, |info| info.reason.display_code());
-            if code == 1000 || code == 1001 {
-                tracing::debug!(code, "client disconnected");
-            } else {
-                tracing::warn!(code, error = %format_args!("{error:#}"), "client disconnected unusually");
-            }
-        }
-        ErrorKind::Timeout => {
-            tracing::debug!(error = %format_args!("{error:#}"), "connection timed out")
-        }
-        _ => tracing::warn!(error = %format_args!("{error:#}"), "connection failed"),
-    }
-}
-
-fn panic_message(payload: &(dyn Any + Send)) -> &str {
-    payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("a panic without a message")
-}
-
-/// Runs a handler future, turning a panic into a value.
-struct CatchUnwind<F>(F);
-
-impl<F: Future + Unpin> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, Box<dyn Any + Send>>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let inner = &mut self.0;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(&mut *inner).poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
-            Err(panic) => Poll::Ready(Err(panic)),
         }
     }
 }

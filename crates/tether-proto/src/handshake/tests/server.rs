@@ -376,3 +376,61 @@ fn error_values_are_escaped_and_truncated() {
     assert!(message.ends_with("..."), "{message}");
     assert!(message.len() < 150, "{message}");
 }
+
+fn h2_headers(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    pairs
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), value.as_bytes().to_vec()))
+        .collect()
+}
+
+#[test]
+fn validates_an_extended_connect_without_a_key() {
+    let headers = h2_headers(&[
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-protocol", "chat, superchat"),
+        ("origin", "https://example.com"),
+    ]);
+    let req = validate_extended_connect(
+        "CONNECT",
+        "/chat?room=1",
+        "example.com:443",
+        Some("websocket"),
+        headers,
+    )
+    .unwrap();
+    assert!(req.is_extended_connect());
+    assert_eq!(req.method(), "CONNECT");
+    assert_eq!(req.path(), "/chat?room=1");
+    assert_eq!(req.host(), "example.com:443");
+    assert_eq!(req.key(), "");
+    assert_eq!(req.protocols(), ["chat", "superchat"]);
+    assert_eq!(req.origin(), Some("https://example.com"));
+}
+
+#[test]
+fn refuses_an_extended_connect_by_rfc_8441_rules() {
+    let version = || h2_headers(&[("sec-websocket-version", "13")]);
+    let err = validate_extended_connect("GET", "/", "a", Some("websocket"), version());
+    assert_rejection(&err.unwrap_err(), 426, None);
+    let err = validate_extended_connect("CONNECT", "/", "a", None, version()).unwrap_err();
+    assert_eq!(err, HandshakeError::InvalidConnectProtocol { found: None });
+    assert_eq!(err.http_status(), 400);
+    let err = validate_extended_connect("CONNECT", "/", "a", Some("h3"), version()).unwrap_err();
+    assert!(err.to_string().contains("found h3"), "{err}");
+    let err = validate_extended_connect("CONNECT", "/", "", Some("websocket"), version());
+    assert_eq!(err.unwrap_err(), HandshakeError::MissingHost);
+    let wrong = h2_headers(&[("sec-websocket-version", "8")]);
+    let err = validate_extended_connect("CONNECT", "/", "a", Some("websocket"), wrong);
+    assert_rejection(&err.unwrap_err(), 426, Some("Sec-WebSocket-Version: 13"));
+}
+
+#[test]
+fn validate_request_applies_the_parser_rules_to_a_parsed_head() {
+    let (parsed, _) = parse_ok(RFC_REQUEST);
+    let again = validate_request("GET", "/chat", 1, parsed.headers().to_vec()).unwrap();
+    assert_eq!(again, parsed);
+    assert!(!again.is_extended_connect());
+    let err = validate_request("GET", "/chat", 0, parsed.headers().to_vec()).unwrap_err();
+    assert_eq!(err.http_status(), 505);
+}
