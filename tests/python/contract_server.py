@@ -8,8 +8,10 @@
   client frames, unmasked server frames), for the tests that must misbehave on purpose.
 - `parse_close` and the small assertion helpers shared by the test files.
 
-The binary comes from `TETHER_ERROR_CONTRACT_BIN` (set by `scripts/python-tests`); without
-it, the debug build under cargo's target directory is used if present.
+The binary comes from `TETHER_ERROR_CONTRACT_BIN` (set by `scripts/python-tests`, once to
+`error_contract` and once to `axum_app`); without it, the debug build of `error_contract`
+under cargo's target directory is used if present. `ContractServer(binary=...)` runs another
+binary with the same command line (`test_axum_app.py` runs `axum_app` that way).
 """
 
 import atexit
@@ -85,8 +87,9 @@ def binary_path():
 class ContractServer:
     """One running error_contract server; `url` is `ws://127.0.0.1:PORT` once started."""
 
-    def __init__(self, *flags):
+    def __init__(self, *flags, binary=None):
         self.flags = [str(flag) for flag in flags]
+        self.binary = binary
         self.process = None
         self.url = None
         self.host = "127.0.0.1"
@@ -95,7 +98,7 @@ class ContractServer:
         self._log = tempfile.TemporaryFile(mode="w+b")
 
     def start(self):
-        command = [binary_path(), "--listen", "127.0.0.1:0", *self.flags]
+        command = [self.binary or binary_path(), "--listen", "127.0.0.1:0", *self.flags]
         env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info"), RUST_BACKTRACE="0")
         self.process = subprocess.Popen(
             command,

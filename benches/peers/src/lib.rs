@@ -1,7 +1,9 @@
 //! Plumbing shared by the peer echo servers: the `--listen` option, the single-threaded
 //! tokio runtime and the accept loop (TCP_NODELAY on every accepted socket), so that each
-//! `src/bin/*-echo.rs` holds only what is specific to its WebSocket crate.
+//! `src/bin/*-echo.rs` holds only what is specific to its WebSocket crate; and the handler
+//! and settings of the two echo servers on Tether's framework.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -39,10 +41,13 @@ pub fn listen_arg(name: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("expected an address like 127.0.0.1:9001, found {listen:?}"))
 }
 
-/// Runs an echo server on a `current_thread` runtime: binds, prints `listening on ws://ADDR`,
-/// then hands every accepted socket (with TCP_NODELAY set) to `on_accept`, which spawns the
-/// connection's task the way its crate recommends.
-pub fn serve(name: &str, mut on_accept: impl FnMut(TcpStream)) -> ExitCode {
+/// Runs `server` on a `current_thread` runtime with a listener bound to `--listen`, after
+/// printing `listening on ws://ADDR`; for servers that run their own accept loop.
+pub fn serve_listener<F, Fut>(name: &str, server: F) -> ExitCode
+where
+    F: FnOnce(TcpListener) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
     let listen = match listen_arg(name) {
         Ok(listen) => listen,
         Err(error) => {
@@ -66,6 +71,22 @@ pub fn serve(name: &str, mut on_accept: impl FnMut(TcpStream)) -> ExitCode {
             .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
         let local = listener.local_addr().map_err(|error| error.to_string())?;
         println!("listening on ws://{local}");
+        server(listener).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{name}: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs an echo server on a `current_thread` runtime: binds, prints `listening on ws://ADDR`,
+/// then hands every accepted socket (with TCP_NODELAY set) to `on_accept`, which spawns the
+/// connection's task the way its crate recommends.
+pub fn serve(name: &str, mut on_accept: impl FnMut(TcpStream)) -> ExitCode {
+    serve_listener(name, |listener| async move {
         loop {
             match listener.accept().await {
                 Ok((stream, _peer)) => {
@@ -82,12 +103,31 @@ pub fn serve(name: &str, mut on_accept: impl FnMut(TcpStream)) -> ExitCode {
                 }
             }
         }
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("{name}: {error}");
-            ExitCode::FAILURE
+    })
+}
+
+/// What the two servers on Tether's framework share (`tether-server-echo` on Tether's own
+/// listener, `tether-axum-echo` inside axum), so that they differ only in the HTTP stack.
+pub mod tether_framework {
+    use tether::server::{ServerBuilder, Socket};
+
+    /// Echoes every message; feeds while more input is buffered, as `tether echo` does.
+    pub async fn echo(mut socket: Socket) -> Result<(), tether::Error> {
+        while let Some(message) = socket.recv().await? {
+            if socket.has_buffered_input() {
+                socket.feed(message).await?;
+            } else {
+                socket.send(message).await?;
+            }
         }
+        Ok(())
+    }
+
+    /// The settings of a load test: no pings, no rate limit, 64 MiB messages.
+    pub fn settings() -> ServerBuilder<()> {
+        tether::server::Server::builder()
+            .ping_interval(None)
+            .rate_limit(None)
+            .max_message_size(64 << 20)
     }
 }

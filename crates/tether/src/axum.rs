@@ -47,6 +47,11 @@
 //! # }
 //! ```
 //!
+//! Extractors are axum's: take `Path`, `Query`, `State` or headers in the axum handler, next
+//! to the `WebSocketUpgrade`, and move what they give into the closure passed to
+//! [`on_upgrade`](WebSocketUpgrade::on_upgrade). [`WebSocketUpgrade::request`] shows the
+//! upgrade request (its headers, path and offered subprotocols) for checks of your own.
+//!
 //! A route made with `any()` serves both an HTTP/1.1 upgrade (`GET`, answered 101) and an
 //! HTTP/2 extended CONNECT (RFC 8441, answered 200); `axum::serve` enables the latter.
 //! Handlers see the peer address when the request's extensions hold a `SocketAddr`, and

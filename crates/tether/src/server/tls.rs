@@ -18,7 +18,11 @@ use crate::error::Error;
 const ALPN_HTTP11: &[u8] = b"http/1.1";
 
 /// A rustls server config presenting the certificate chain in the PEM file `cert` (leaf first)
-/// with the private key in the PEM file `key` (PKCS#8, PKCS#1 or SEC1), with ALPN `http/1.1`.
+/// with the private key in the PEM file `key` (PKCS#8, PKCS#1 or SEC1), with ALPN `http/1.1`:
+/// what Tether's own listener speaks. Behind a stack that also serves HTTP/2 (hyper's `auto`
+/// builder, axum), offer it first: `config.alpn_protocols = vec![b"h2".to_vec(),
+/// b"http/1.1".to_vec()]`; WebSockets then run over extended CONNECT for clients that pick
+/// `h2`.
 ///
 /// # Errors
 /// [`ErrorKind::Tls`](crate::ErrorKind::Tls): a file cannot be read, holds no certificate or

@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tether::{Config, Role, WebSocket};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 /// What the server answered an extended CONNECT with.
@@ -20,7 +21,22 @@ pub(crate) enum H2Answer {
 /// Opens an h2 connection to `addr` and sends an extended CONNECT for `path` with `headers`
 /// (add `sec-websocket-version: 13` for a valid request).
 pub(crate) async fn connect_h2(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> H2Answer {
-    let io = TokioIo::new(TcpStream::connect(addr).await.unwrap());
+    let stream = TcpStream::connect(addr).await.unwrap();
+    connect_h2_on(stream, &format!("http://{addr}"), path, headers).await
+}
+
+/// As [`connect_h2`], over a stream already open (a TLS stream that negotiated `h2`);
+/// `origin` is the scheme and authority of the request URI.
+pub(crate) async fn connect_h2_on<S>(
+    stream: S,
+    origin: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> H2Answer
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(stream);
     let (mut send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
         .handshake(io)
         .await
@@ -28,7 +44,7 @@ pub(crate) async fn connect_h2(addr: SocketAddr, path: &str, headers: &[(&str, &
     tokio::spawn(conn);
     let mut request = http::Request::builder()
         .method(http::Method::CONNECT)
-        .uri(format!("http://{addr}{path}"))
+        .uri(format!("{origin}{path}"))
         .extension(hyper::ext::Protocol::from_static("websocket"));
     for (name, value) in headers {
         request = request.header(*name, *value);
