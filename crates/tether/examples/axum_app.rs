@@ -48,15 +48,13 @@ async fn peer_address(
     next.run(request).await
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = <Args as clap::Parser>::parse();
-    contract::init_logging();
+/// The app: the API, the WebSocket routes, tracing, and the Tether server that holds the
+/// settings and the open connections.
+fn app(args: &Args) -> Result<(Router, Server<()>), tether::server::BuildError> {
     // No routes: axum routes, this server holds the settings and the open connections.
     let tether = args.settings(Server::builder()).build()?;
     let json_limit = args.json_limit();
-
-    let app = Router::new()
+    let router = Router::new()
         .route(
             "/api/hello",
             get(|| async { Json(json!({"hello": "world"})) }),
@@ -91,12 +89,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .layer(TraceLayer::new_for_http())
         .layer(middleware::from_fn(peer_address))
         .layer(Extension(tether.clone()));
+    Ok((router, tether))
+}
 
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = <Args as clap::Parser>::parse();
+    contract::init_logging();
+    let (router, tether) = app(&args)?;
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     println!("listening on ws://{}", listener.local_addr()?);
     axum::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        router.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async move {
         contract::shutdown_signal().await;
@@ -106,4 +111,45 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(dead_code)] // The client of tests/axum.rs, which uses the rest.
+#[path = "../tests/support/h2.rs"]
+mod h2;
+
+/// `cargo test -p tether --features axum --example axum_app`: the app itself, over HTTP/1.1
+/// and HTTP/2 on the same route (the Python contract tests cannot speak HTTP/2).
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // Tests may panic: that is how they fail.
+
+    use std::net::SocketAddr;
+
+    use super::{Args, app, h2};
+    use h2::echoes;
+
+    #[tokio::test]
+    async fn h2_extended_connect_and_http1_echo_on_the_same_route() {
+        let args = <Args as clap::Parser>::parse_from(["axum_app"]);
+        let (router, tether) = app(&args).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
+
+        let (mut over_h1, _) = tether::client::connect(&format!("ws://{addr}/ws/echo"))
+            .await
+            .unwrap();
+        echoes(&mut over_h1, "over http/1.1").await;
+        let headers = [("sec-websocket-version", "13")];
+        let mut over_h2 = h2::opened(h2::connect_h2(addr, "/ws/echo", &headers).await);
+        echoes(&mut over_h2, "over h2").await;
+        assert_eq!(tether.stats().open_connections, 2);
+
+        let mut closing = h2::opened(h2::connect_h2(addr, "/ws/close/4001", &headers).await);
+        while let Ok(Some(_)) = closing.recv().await {}
+        let info = closing.close_info().unwrap();
+        assert_eq!(info.reason.display_code(), 4001);
+    }
 }

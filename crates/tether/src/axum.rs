@@ -81,7 +81,7 @@ use crate::server::{
     Accept, BoxError, CapPermit, Chosen, Pending, PreparedHandler, RateLimit, Reject, Server,
     Socket, accept_response, http_response, no_upgrade, peer_of, upgrade_request,
 };
-use crate::transport::next_connection_id;
+use crate::transport::{CaughtCloseCodes, next_connection_id};
 
 /// An accepted-so-far WebSocket request on an axum route: finish it with
 /// [`on_upgrade`](Self::on_upgrade). See the [module docs](self).
@@ -97,6 +97,7 @@ pub struct WebSocketUpgrade {
     permit: CapPermit,
     protocols: Vec<String>,
     rate_limit: Option<Option<RateLimit>>,
+    caught: Option<CaughtCloseCodes>,
 }
 
 impl std::fmt::Debug for WebSocketUpgrade {
@@ -127,6 +128,13 @@ impl WebSocketUpgrade {
         self
     }
 
+    /// The client close codes that end `recv` quietly (`Ok(None)`) on this endpoint,
+    /// instead of the server's (default 1000, 1001 and 1005); others are errors.
+    pub fn caught_close_codes(mut self, caught: CaughtCloseCodes) -> Self {
+        self.caught = Some(caught);
+        self
+    }
+
     /// The upgrade request: path, headers, offered subprotocols.
     pub fn request(&self) -> &Request {
         &self.request
@@ -149,6 +157,7 @@ impl WebSocketUpgrade {
             permit,
             protocols,
             rate_limit,
+            caught,
         } = self;
         let protocol = request.select_protocol(&protocols).map(str::to_owned);
         let parts = server.parts();
@@ -157,7 +166,17 @@ impl WebSocketUpgrade {
             handler: PreparedHandler(Box::new(move |socket| {
                 Box::pin(async move { handler(socket).await.map_err(Into::into) })
             })),
-            config: parts.config.shared_transport(),
+            config: match caught {
+                // An override costs this connection its own copy of the settings.
+                Some(caught) => Arc::new(
+                    parts
+                        .config
+                        .transport
+                        .clone()
+                        .with_caught_close_codes(caught),
+                ),
+                None => parts.config.shared_transport(),
+            },
             rate_limit: rate_limit.unwrap_or(parts.settings.rate_limit),
             route: Arc::from(route),
         };
@@ -209,6 +228,7 @@ impl<St: Send + Sync> FromRequestParts<St> for WebSocketUpgrade {
             permit,
             protocols: Vec::new(),
             rate_limit: None,
+            caught: None,
         })
     }
 }

@@ -14,14 +14,14 @@ use axum::{Extension, Router};
 use serde_json::Value;
 use tether::axum::WebSocketUpgrade;
 use tether::server::{CloseError, HttpResponse, Peer, Reject, Route, Server, Socket};
-use tether::{CloseInfo, Message, WebSocket};
+use tether::{CaughtCloseCodes, CloseCode, CloseInfo, Message, WebSocket};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 #[path = "support/h2.rs"]
 mod h2;
 
-use h2::{H2Answer, connect_h2, opened};
+use h2::{H2Answer, connect_h2, echoes, opened};
 
 const VERSION_13: (&str, &str) = ("sec-websocket-version", "13");
 
@@ -84,8 +84,28 @@ fn extractor_app(tether: &Server<()>) -> Router {
                 Ok(ws.on_upgrade(echo))
             }),
         )
+        .route(
+            "/ws/strict",
+            any(|ws: WebSocketUpgrade| async {
+                // Only 1000 is a quiet end here: a 1001 reaches the handler as an error.
+                // The handler records what it saw for the test to read.
+                ws.caught_close_codes(CaughtCloseCodes::only([1000]))
+                    .on_upgrade(|mut socket: Socket| async move {
+                        let verdict = match socket.recv().await {
+                            Ok(None) => "quiet",
+                            Err(_) => "error",
+                            Ok(Some(_)) => "message",
+                        };
+                        STRICT.lock().unwrap().push(verdict);
+                        Ok::<_, tether::Error>(())
+                    })
+            }),
+        )
         .layer(Extension(tether.clone()))
 }
+
+/// What `/ws/strict` saw of each client close.
+static STRICT: std::sync::Mutex<Vec<&str>> = std::sync::Mutex::new(Vec::new());
 
 /// Reads until the connection ends and returns how the server closed it.
 async fn close_of(ws: &mut WebSocket) -> CloseInfo {
@@ -98,12 +118,6 @@ async fn close_of(ws: &mut WebSocket) -> CloseInfo {
 
 fn frame(info: &CloseInfo) -> (u16, String) {
     (info.reason.display_code(), info.reason.reason().to_owned())
-}
-
-async fn echoes(ws: &mut WebSocket, text: &str) {
-    ws.send(Message::text(text)).await.unwrap();
-    let answer = tokio::time::timeout(Duration::from_secs(10), ws.recv()).await;
-    assert_eq!(answer.unwrap().unwrap(), Some(Message::text(text)));
 }
 
 /// Sends a raw HTTP/1.1 request and reads the answer until the server closes.
@@ -339,4 +353,20 @@ async fn hyper_alone_serves_a_server_over_http1_and_h2_with_the_peer_address() {
     assert!(seen.ip().is_loopback() && seen.port() != 0, "{seen}");
     let mut h2 = opened(connect_h2(addr, "/ws/echo", &[VERSION_13]).await);
     echoes(&mut h2, "hyper alone").await;
+}
+
+#[tokio::test]
+async fn caught_close_codes_apply_per_endpoint() {
+    let tether = Server::builder().build().unwrap();
+    let addr = serve(extractor_app(&tether)).await;
+    for code in [CloseCode::NORMAL, CloseCode::GOING_AWAY] {
+        let mut ws = opened(connect_h2(addr, "/ws/strict", &[VERSION_13]).await);
+        ws.close(code, "bye").await.unwrap();
+        close_of(&mut ws).await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while STRICT.lock().unwrap().len() < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(*STRICT.lock().unwrap(), ["quiet", "error"]);
 }

@@ -6,14 +6,13 @@
 #![allow(clippy::unwrap_used)] // Tests may panic: that is how they fail.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tether::client::{ClientBuilder, TlsConfig};
 use tether::server::{Server, Socket, tls_config_from_pem};
-use tether::{Message, WebSocket};
+
 use tokio::net::{TcpListener, TcpStream};
 
 #[path = "support/certs.rs"]
@@ -22,17 +21,13 @@ mod certs;
 #[path = "support/h2.rs"]
 mod h2;
 
+use h2::echoes;
+
 async fn echo(mut socket: Socket) -> Result<(), tether::Error> {
     while let Some(message) = socket.recv().await? {
         socket.send(message).await?;
     }
     Ok(())
-}
-
-async fn echoes(ws: &mut WebSocket, text: &str) {
-    ws.send(Message::text(text)).await.unwrap();
-    let answer = tokio::time::timeout(Duration::from_secs(10), ws.recv()).await;
-    assert_eq!(answer.unwrap().unwrap(), Some(Message::text(text)));
 }
 
 #[tokio::test]

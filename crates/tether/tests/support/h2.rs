@@ -1,12 +1,14 @@
 //! An HTTP/2 WebSocket client for tests (RFC 8441): prior-knowledge h2 over TCP, an extended
-//! CONNECT with `:protocol = websocket`, and a Tether client `WebSocket` on the stream.
+//! CONNECT with `:protocol = websocket`, and a Tether client `WebSocket` on the stream; and
+//! `echoes`, the round trip the tests check connections with.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tether::{Config, Role, WebSocket};
+use tether::{Config, Message, Role, WebSocket};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
@@ -68,6 +70,13 @@ where
         BytesMut::new(),
     );
     H2Answer::Open(ws, protocol)
+}
+
+/// Sends `text` and expects it back within 10 s.
+pub(crate) async fn echoes(ws: &mut WebSocket, text: &str) {
+    ws.send(Message::text(text)).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(10), ws.recv()).await;
+    assert_eq!(answer.unwrap().unwrap(), Some(Message::text(text)));
 }
 
 /// The WebSocket of an answer that must be 200.
