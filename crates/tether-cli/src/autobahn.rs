@@ -5,7 +5,7 @@
 
 use clap::Args;
 use tether::client::{ClientBuilder, ClientConfig};
-use tether::{CloseCode, Config};
+use tether::{CloseCode, Config, DeflateConfig};
 
 /// Options of `tether autobahn-client`.
 #[derive(Debug, Args)]
@@ -32,10 +32,15 @@ pub(crate) fn run(args: &AutobahnArgs) -> Result<(), String> {
 async fn drive(args: &AutobahnArgs) -> Result<(), String> {
     // The suite judges exactly what the client sends: no heartbeat pings, no proxy from the
     // environment, no write deadline on its 16 MiB cases.
+    // permessage-deflate is offered with context takeover allowed in both directions, so
+    // the suite's cases (groups 12 and 13) choose every mode.
+    let mut deflate = DeflateConfig::client();
+    deflate.client_no_context_takeover = false;
     let mut config = ClientConfig::default().with_transport(
         Config::default()
             .with_max_message_size(args.max_message_size)
-            .with_ping_interval(None),
+            .with_ping_interval(None)
+            .with_deflate(deflate),
     );
     config.proxy = tether::client::ProxyConfig::Direct;
     let client = ClientBuilder::from(config);

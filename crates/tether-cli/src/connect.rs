@@ -67,6 +67,10 @@ pub(crate) struct ConnectArgs {
     /// Never uses a proxy, whatever the environment says.
     #[arg(long, conflicts_with = "proxy")]
     no_proxy: bool,
+    /// Offers no permessage-deflate (by default it is offered, and used if the server
+    /// accepts: the connected line says so).
+    #[arg(long)]
+    no_deflate: bool,
     /// DANGEROUS: accepts any certificate for any name on wss://, so anyone on the path can
     /// read and change the traffic. For testing against self-signed servers only.
     #[arg(long)]
@@ -194,6 +198,9 @@ fn builder(args: &ConnectArgs) -> Result<ClientBuilder, Error> {
     }
     if args.no_proxy {
         builder = builder.no_proxy();
+    }
+    if args.no_deflate {
+        builder = builder.deflate(None);
     }
     if args.insecure {
         builder = builder.tls(TlsConfig::DangerousAcceptAnyCertificate);
@@ -335,12 +342,18 @@ impl Session<'_> {
                     .as_ref()
                     .map(|protocol| format!(" (subprotocol {protocol})"))
                     .unwrap_or_default();
+                let extensions = response
+                    .headers
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-extensions"))
+                    .map(|(_, value)| format!(" ({value})"))
+                    .unwrap_or_default();
                 let keys = if self.interactive {
                     ": type a line to send it; Ctrl-D or Ctrl-C closes"
                 } else {
                     ""
                 };
-                eprintln!("connected to {url}{protocol}{keys}");
+                eprintln!("connected to {url}{protocol}{extensions}{keys}");
                 self.generation = self.generation.wrapping_add(1);
                 self.sender = Some(sender.clone());
                 if !self.args.execute.is_empty() {

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use clap::Args;
 use tether::server::{Accept, ServerConfig, accept};
-use tether::{Config, ErrorKind};
+use tether::{Config, DeflateConfig, ErrorKind};
 use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
@@ -20,6 +20,18 @@ pub(crate) struct EchoArgs {
     /// Worker threads; 1 runs everything on one thread, as the benchmarks compare.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Answers no permessage-deflate offer (by default an offer is accepted as made).
+    #[arg(long)]
+    no_deflate: bool,
+}
+
+/// The echo server's permessage-deflate: the client's offer honoured as made (context
+/// takeover wherever the client allows it), so a test suite exercises every mode.
+fn echo_deflate() -> DeflateConfig {
+    let mut config = DeflateConfig::server();
+    config.server_no_context_takeover = false;
+    config.client_no_context_takeover = false;
+    config
 }
 
 pub(crate) fn run(args: &EchoArgs) -> Result<(), String> {
@@ -50,7 +62,8 @@ async fn serve(args: &EchoArgs) -> Result<(), String> {
         ServerConfig::default().with_transport(
             Config::default()
                 .with_max_message_size(args.max_message_size)
-                .with_ping_interval(None),
+                .with_ping_interval(None)
+                .with_deflate((!args.no_deflate).then(echo_deflate)),
         ),
     );
     loop {

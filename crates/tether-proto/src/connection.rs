@@ -11,6 +11,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::close::CloseFrame;
+use crate::deflate::{DeflateConfig, DeflateParams, Deflater, InflateError, Inflater};
 use crate::ending::{CloseInfo, CloseReason};
 use crate::error::ProtocolError;
 use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, Opcode, apply_mask};
@@ -111,6 +112,8 @@ pub enum SendError {
         /// The payload length.
         len: usize,
     },
+    /// A payload compressed elsewhere does not fit this connection's compression.
+    CompressionMismatch,
 }
 
 impl std::fmt::Display for SendError {
@@ -119,6 +122,9 @@ impl std::fmt::Display for SendError {
             Self::Closed => f.write_str("the connection is closing or closed"),
             Self::AlreadyClosing => f.write_str("a close frame was already sent"),
             Self::MaskRequired => f.write_str("a client must mask its payloads"),
+            Self::CompressionMismatch => {
+                f.write_str("a payload compressed elsewhere does not fit this connection")
+            }
             Self::ControlTooLong { len } => {
                 write!(
                     f,
@@ -155,16 +161,34 @@ struct IncomingFrame {
     len: usize,
     /// How many payload bytes at the start of the input have been unmasked and checked.
     processed: usize,
-    /// Whether the payload is text that must be UTF-8 checked as it arrives.
+    /// Whether the payload is text that must be UTF-8 checked as it arrives (never for a
+    /// compressed frame: its text is checked once inflated).
     is_text: bool,
+    /// Whether the frame belongs to a compressed message (RSV1 on its first frame).
+    compressed: bool,
 }
 
 /// A fragmented message being reassembled.
 #[derive(Debug)]
 struct PartialMessage {
     is_text: bool,
+    /// The message so far: inflated when the inflater streams frames, else still
+    /// compressed (for a compressed message) until its last frame.
     buf: BytesMut,
+    compressed: bool,
 }
+
+/// permessage-deflate on one connection: the negotiated codec and the sending policy.
+#[derive(Debug)]
+struct Deflate {
+    params: DeflateParams,
+    config: DeflateConfig,
+    deflater: Deflater,
+    inflater: Inflater,
+}
+
+/// RSV1, the bit permessage-deflate gives a compressed message's first frame.
+const RSV1: u8 = 0b100;
 
 /// The sans-IO WebSocket connection: feed it received bytes, get events; ask it to encode
 /// frames, write what it appends.
@@ -172,7 +196,7 @@ struct PartialMessage {
 pub struct Connection {
     role: Role,
     limits: Limits,
-    /// The reserved bits a negotiated extension allows (none yet).
+    /// The reserved bits a negotiated extension allows (RSV1 with permessage-deflate).
     allowed_rsv: u8,
     frame: Option<IncomingFrame>,
     /// Boxed: fragmented messages are rare, and an idle connection should stay small.
@@ -190,6 +214,8 @@ pub struct Connection {
     transport_end: Option<bool>,
     /// Payloads up to this many bytes are copied out of the input; larger ones share it.
     detach_threshold: usize,
+    /// permessage-deflate, when negotiated (boxed: most connections have none).
+    deflate: Option<Box<Deflate>>,
 }
 
 impl Connection {
@@ -208,9 +234,59 @@ impl Connection {
             closed_by: None,
             transport_end: None,
             detach_threshold: 0,
+            deflate: None,
         }
     }
 
+    /// Turns on permessage-deflate with the parameters the handshake negotiated; `config`
+    /// gives the level and which messages are compressed. RSV1 becomes legal on the first
+    /// frame of a data message, and marks it compressed.
+    pub fn with_deflate(mut self, params: DeflateParams, config: &DeflateConfig) -> Self {
+        let (out_bits, out_reset) = params.outgoing(self.role);
+        let (in_bits, in_reset) = params.incoming(self.role);
+        self.allowed_rsv |= RSV1;
+        self.deflate = Some(Box::new(Deflate {
+            params,
+            config: *config,
+            deflater: Deflater::new(out_bits, config.level, out_reset),
+            inflater: Inflater::new(in_bits, in_reset),
+        }));
+        self
+    }
+
+    /// The permessage-deflate parameters in force, when it was negotiated.
+    pub fn deflate_params(&self) -> Option<DeflateParams> {
+        self.deflate.as_ref().map(|deflate| deflate.params)
+    }
+
+    /// Whether [`encode_message`](Connection::encode_message) would compress `message`.
+    pub fn compresses(&self, message: &Message) -> bool {
+        self.deflate
+            .as_ref()
+            .is_some_and(|deflate| deflate.config.compresses(message.len(), message.is_text()))
+    }
+
+    /// When this connection compresses with no context: its compression config (which
+    /// messages it compresses) and the `(window bits, level)` key of
+    /// [`shared_compression_key`](Connection::shared_compression_key).
+    pub fn shared_compression(&self) -> Option<(DeflateConfig, (u8, u8))> {
+        let deflate = self.deflate.as_ref()?;
+        deflate
+            .deflater
+            .is_stateless()
+            .then(|| (deflate.config, deflate.deflater.key()))
+    }
+
+    /// When this connection compresses `message` with no context (its compressed payload
+    /// depends on the message alone), the `(window bits, level)` that payload is made with:
+    /// a broadcast can compress once per key and share the result with
+    /// [`encode_compressed`](Connection::encode_compressed).
+    pub fn shared_compression_key(&self, message: &Message) -> Option<(u8, u8)> {
+        let deflate = self.deflate.as_ref()?;
+        (deflate.deflater.is_stateless()
+            && deflate.config.compresses(message.len(), message.is_text()))
+        .then(|| deflate.deflater.key())
+    }
     /// Copies payloads of up to `max` bytes into buffers of their own instead of handing out
     /// views of the input buffer (the default, `0`, never copies).
     ///
@@ -378,6 +454,7 @@ impl Connection {
 
             let header = frame.header;
             let len = frame.len;
+            let compressed = frame.compressed;
             self.frame = None;
             let payload = if len <= self.detach_threshold {
                 let copy = Bytes::copy_from_slice(input.get(..len).unwrap_or_default());
@@ -386,7 +463,12 @@ impl Connection {
             } else {
                 input.split_to(len).freeze()
             };
-            if let Some(event) = self.complete_frame(header, payload)? {
+            let event = if compressed {
+                self.complete_compressed(header, payload)?
+            } else {
+                self.complete_frame(header, payload)?
+            };
+            if let Some(event) = event {
                 return Ok(Some(event));
             }
         }
@@ -397,11 +479,23 @@ impl Connection {
         if header.rsv & !self.allowed_rsv != 0 {
             return Err(ProtocolError::ReservedBitsSet { bits: header.rsv });
         }
+        // RSV1 marks a compressed message on its first frame only, never on a control frame
+        // or a continuation (RFC 7692 6).
+        let rsv1 = header.rsv & RSV1 != 0;
+        if rsv1 && !matches!(header.opcode, Opcode::Text | Opcode::Binary) {
+            return Err(ProtocolError::ReservedBitsSet { bits: header.rsv });
+        }
         match (self.role, header.mask.is_some()) {
             (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
             (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
             _ => {}
         }
+        let compressed = rsv1
+            || (header.opcode == Opcode::Continuation
+                && self
+                    .message
+                    .as_ref()
+                    .is_some_and(|partial| partial.compressed));
         let is_text = if header.opcode.is_control() {
             if !header.fin {
                 return Err(ProtocolError::FragmentedControlFrame);
@@ -430,13 +524,18 @@ impl Connection {
             }
             let so_far = self.message.as_ref().map_or(0, |partial| partial.buf.len());
             let total = so_far as u64 + header.payload_len;
-            if total > self.limits.max_message_size as u64 {
-                return Err(ProtocolError::MessageTooBig {
-                    size: total,
-                    max: self.limits.max_message_size,
-                });
+            // A compressed message is held to the limit once inflated, while it inflates;
+            // on the wire it may take a little more than the limit (stored blocks).
+            let max = self.limits.max_message_size;
+            let wire_max = if compressed {
+                max + max / 256 + 64
+            } else {
+                max
+            };
+            if total > wire_max as u64 {
+                return Err(ProtocolError::MessageTooBig { size: total, max });
             }
-            is_text
+            is_text && !compressed
         };
         // The limits above bound data frames and control frames are at most 125 bytes, so the
         // length fits in usize; a 32-bit target with a huge limit still fails cleanly here.
@@ -449,6 +548,7 @@ impl Connection {
             len,
             processed: 0,
             is_text,
+            compressed,
         })
     }
 
@@ -485,6 +585,7 @@ impl Connection {
                 self.message = Some(Box::new(PartialMessage {
                     is_text: header.opcode == Opcode::Text,
                     buf,
+                    compressed: false,
                 }));
                 return Ok(None);
             }
@@ -515,6 +616,70 @@ impl Connection {
         self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)
     }
 
+    /// A frame of a compressed message: inflated (with its size checked as it grows) into
+    /// the message, as it arrives when the inflater keeps a stream of its own, at the last
+    /// frame otherwise; text is UTF-8 checked as it is inflated.
+    fn complete_compressed(
+        &mut self,
+        header: FrameHeader,
+        payload: Bytes,
+    ) -> Result<Option<Event>, ProtocolError> {
+        let max = self.limits.max_message_size;
+        let Some(deflate) = self.deflate.as_deref_mut() else {
+            return Err(ProtocolError::ReservedBitsSet { bits: header.rsv });
+        };
+        let streams = deflate.inflater.streams_frames();
+        let mut partial = match (header.opcode, self.message.take()) {
+            (Opcode::Continuation, Some(partial)) => partial,
+            (Opcode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+            (opcode, _) => Box::new(PartialMessage {
+                is_text: opcode == Opcode::Text,
+                buf: BytesMut::new(),
+                compressed: true,
+            }),
+        };
+        let inflated_before = if streams { partial.buf.len() } else { 0 };
+        if streams || header.fin {
+            let (input, mut out) = if streams {
+                (payload, std::mem::take(&mut partial.buf))
+            } else {
+                // The whole compressed message, inflated now in one go.
+                let mut wire = std::mem::take(&mut partial.buf);
+                wire.extend_from_slice(&payload);
+                let estimate = (wire.len() * 4).min(max).max(64);
+                (wire.freeze(), BytesMut::with_capacity(estimate))
+            };
+            deflate
+                .inflater
+                .inflate(&input, header.fin, &mut out, max)
+                .map_err(|error| match error {
+                    InflateError::TooBig { size } => ProtocolError::MessageTooBig { size, max },
+                    _ => ProtocolError::InvalidCompressedData,
+                })?;
+            if partial.is_text {
+                let fresh = out.get(inflated_before..).unwrap_or_default();
+                self.utf8
+                    .feed(fresh)
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+            partial.buf = out;
+        } else {
+            partial.buf.extend_from_slice(&payload);
+        }
+        if !header.fin {
+            self.message = Some(partial);
+            return Ok(None);
+        }
+        let bytes = partial.buf.freeze();
+        let message = if partial.is_text {
+            self.finish_text()?;
+            Message::Text(Utf8Bytes::from_validated(bytes))
+        } else {
+            Message::Binary(bytes)
+        };
+        Ok(Some(Event::Message(message)))
+    }
+
     /// Appends a data message as one frame.
     ///
     /// `mask` must be a fresh, unpredictable key for a client and `None` for a server.
@@ -535,16 +700,60 @@ impl Connection {
         } else {
             Opcode::Binary
         };
-        encode_frame(opcode, message.payload(), mask, out);
+        match self.deflate.as_deref_mut() {
+            // The decision is taken before the compressor sees the message: once fed, a
+            // message is always sent compressed, so both windows stay in step.
+            Some(deflate) if deflate.config.compresses(message.len(), message.is_text()) => {
+                let mut compressed = BytesMut::with_capacity(message.len() / 2 + 16);
+                deflate
+                    .deflater
+                    .compress(message.payload(), &mut compressed);
+                encode_frame_rsv(opcode, RSV1, &compressed, mask, out);
+            }
+            _ => encode_frame(opcode, message.payload(), mask, out),
+        }
+        Ok(())
+    }
+
+    /// Appends `message` as a compressed frame whose payload, `compressed`, was made
+    /// once for many connections with the `key` of
+    /// [`shared_compression_key`](Connection::shared_compression_key) (a broadcast).
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] as [`Connection::encode_message`];
+    /// [`SendError::CompressionMismatch`] when this connection does not compress `message`
+    /// with no context and that key: encode the message itself instead.
+    pub fn encode_compressed(
+        &mut self,
+        message: &Message,
+        compressed: &[u8],
+        key: (u8, u8),
+        mask: Option<[u8; 4]>,
+        out: &mut BytesMut,
+    ) -> Result<(), SendError> {
+        if self.sent_close.is_some() || self.received_close.is_some() || self.failed {
+            return Err(SendError::Closed);
+        }
+        if self.shared_compression_key(message) != Some(key) {
+            return Err(SendError::CompressionMismatch);
+        }
+        let opcode = if message.is_text() {
+            Opcode::Text
+        } else {
+            Opcode::Binary
+        };
+        encode_frame_rsv(opcode, RSV1, compressed, mask, out);
         Ok(())
     }
 
     /// Appends only the header of a data message; the caller writes the payload right after
-    /// it, as is, for example from a shared buffer with a vectored write. Server role only.
+    /// it, as is, for example from a shared buffer with a vectored write. Server role only,
+    /// and only for a message sent uncompressed.
     ///
     /// # Errors
-    /// [`SendError::MaskRequired`] for a client; [`SendError::Closed`] as
-    /// [`Connection::encode_message`].
+    /// [`SendError::MaskRequired`] for a client; [`SendError::CompressionMismatch`] for a
+    /// message this connection compresses ([`Connection::compresses`]);
+    /// [`SendError::Closed`] as [`Connection::encode_message`].
     pub fn encode_message_header(
         &mut self,
         message: &Message,
@@ -555,6 +764,9 @@ impl Connection {
         }
         if self.sent_close.is_some() || self.received_close.is_some() || self.failed {
             return Err(SendError::Closed);
+        }
+        if self.compresses(message) {
+            return Err(SendError::CompressionMismatch);
         }
         let header = FrameHeader {
             fin: true,
@@ -673,9 +885,20 @@ impl Connection {
 
 /// Appends one complete (FIN) frame with `payload`, masked with `mask` when given.
 pub fn encode_frame(opcode: Opcode, payload: &[u8], mask: Option<[u8; 4]>, out: &mut BytesMut) {
+    encode_frame_rsv(opcode, 0, payload, mask, out);
+}
+
+/// As [`encode_frame`], with the reserved bits `rsv` (RSV1 as `0b100`).
+fn encode_frame_rsv(
+    opcode: Opcode,
+    rsv: u8,
+    payload: &[u8],
+    mask: Option<[u8; 4]>,
+    out: &mut BytesMut,
+) {
     let header = FrameHeader {
         fin: true,
-        rsv: 0,
+        rsv,
         opcode,
         mask,
         payload_len: payload.len() as u64,

@@ -6,7 +6,8 @@ use crate::close::{CloseCode, CloseFrame, Reason};
 
 /// A violation of RFC 6455 by the peer, or a limit it exceeded.
 ///
-/// Every variant knows its close code ([`ProtocolError::close_code`]): invalid UTF-8 is 1007,
+/// Every variant knows its close code ([`ProtocolError::close_code`]): invalid UTF-8 and
+/// invalid compressed data are 1007,
 /// a frame or message over the configured limit is 1009, everything else is 1002. When the
 /// core returns one of these, the endpoint sends [`ProtocolError::close_frame`] and then
 /// fails the connection; the core refuses further input.
@@ -39,6 +40,8 @@ pub enum ProtocolError {
     LengthOverflow,
     /// A text message (or a close reason) was not valid UTF-8.
     InvalidUtf8,
+    /// A compressed message (permessage-deflate) was not valid deflate data.
+    InvalidCompressedData,
     /// A close frame's reason was not valid UTF-8.
     InvalidCloseReason,
     /// A close frame carried a code that may never be sent (1005, 1006, 1015, below 1000, ...).
@@ -65,7 +68,9 @@ impl ProtocolError {
     /// The close code the endpoint sends when it fails the connection for this error.
     pub const fn close_code(&self) -> CloseCode {
         match self {
-            Self::InvalidUtf8 | Self::InvalidCloseReason => CloseCode::INVALID_PAYLOAD,
+            Self::InvalidUtf8 | Self::InvalidCloseReason | Self::InvalidCompressedData => {
+                CloseCode::INVALID_PAYLOAD
+            }
             Self::FrameTooBig { .. } | Self::MessageTooBig { .. } => CloseCode::MESSAGE_TOO_BIG,
             Self::ReservedBitsSet { .. }
             | Self::UnknownOpcode(_)
@@ -114,6 +119,9 @@ impl fmt::Display for ProtocolError {
             Self::MaskedFrame => f.write_str("masked frame from a server"),
             Self::LengthOverflow => f.write_str("payload length with the most significant bit set"),
             Self::InvalidUtf8 => f.write_str("invalid utf-8 in a text message"),
+            Self::InvalidCompressedData => {
+                f.write_str("invalid deflate data in a compressed message")
+            }
             Self::InvalidCloseReason => f.write_str("invalid utf-8 in a close reason"),
             Self::InvalidCloseCode(code) => write!(f, "invalid close code: found {code}"),
             Self::InvalidClosePayloadLength => {

@@ -43,6 +43,7 @@
 
 pub mod close;
 mod connection;
+pub mod deflate;
 mod ending;
 mod error;
 pub mod frame;

@@ -79,7 +79,8 @@ use tether_proto::handshake::Request;
 
 use crate::server::{
     Accept, BoxError, CapPermit, Chosen, Pending, PreparedHandler, RateLimit, Reject, Server,
-    Socket, accept_response, http_response, no_upgrade, peer_of, upgrade_request,
+    Socket, accept_response, http_response, negotiate_deflate, no_upgrade, peer_of,
+    upgrade_request,
 };
 use crate::transport::{CaughtCloseCodes, next_connection_id};
 
@@ -184,11 +185,13 @@ impl WebSocketUpgrade {
             protocol,
             headers: Vec::new(),
         };
-        let response = accept_response(&request, &accept);
+        let deflate = negotiate_deflate(&request, &parts.config.transport);
+        let response = accept_response(&request, &accept, deflate.as_ref());
         server.start_upgraded(Pending {
             on_upgrade,
             chosen,
             protocol: accept.protocol,
+            deflate: deflate.map(|answer| answer.params),
             peer,
             id: next_connection_id(),
             permit,

@@ -56,6 +56,7 @@ pub mod server;
 mod transport;
 
 pub use error::{BadStatus, Error, ErrorKind, TimeoutPhase};
+pub use tether_proto::deflate::{DeflateConfig, DeflateParams};
 pub use tether_proto::handshake::{HandshakeError, Request};
 pub use tether_proto::{
     CloseCode, CloseFrame, Limits, Message, ProtocolError, Reason, Role, Side, Utf8Bytes,

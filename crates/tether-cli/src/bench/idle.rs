@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tether::client::{ClientBuilder, WsUrl};
-use tether::{CloseCode, Message};
+use tether::{CloseCode, DeflateConfig, Message};
 use tokio::net::TcpSocket;
 use tokio::sync::watch;
 
@@ -41,7 +41,7 @@ pub(crate) async fn run(args: &BenchArgs) -> Result<serde_json::Value, String> {
     })?;
     let target = SocketAddr::new(host, url.port);
     let sources = args.source_addrs.clone().unwrap_or_default();
-    let client = ClientBuilder::new();
+    let client = ClientBuilder::new().deflate(args.deflate.then(DeflateConfig::client));
     let errors = Arc::new(ErrorTally::default());
     let rss = |label: &str| {
         status_kib(pid, "VmRSS").ok_or(format!("cannot read the RSS of {pid} ({label})"))

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tether::client::{ClientBuilder, ClientConfig};
-use tether::{CloseCode, Config, Message};
+use tether::{CloseCode, Config, DeflateConfig, Message};
 use tokio::time::Instant;
 
 use super::procfs::{CpuTimes, cpu_times, status_kib};
@@ -31,9 +31,26 @@ struct ConnectionResult {
 }
 
 /// The payload every connection sends: ASCII for text, a byte pattern for binary.
-fn payload(size: usize, binary: bool) -> Message {
+fn payload(size: usize, binary: bool, json_like: bool) -> Message {
     if binary {
         Message::binary((0..size).map(|i| (i * 31 + 7) as u8).collect::<Vec<_>>())
+    } else if json_like {
+        // Chat lines as a JSON array, cut to `size` bytes: names, rooms and words repeat,
+        // numbers do not, much as in real traffic.
+        let mut text = String::from("[");
+        let mut i = 0u64;
+        while text.len() < size {
+            let word = ["hello", "room", "again", "see", "you", "later"][(i % 6) as usize];
+            text.push_str(&format!(
+                "{{\"type\":\"message\",\"room\":\"lobby\",\"from\":\"user{}\",\"offset\":{},\"text\":\"{word} {}\"}},",
+                i % 7,
+                1_000_000 + i * 7919,
+                i * 104_729 % 9973
+            ));
+            i += 1;
+        }
+        text.truncate(size);
+        Message::text(text)
     } else {
         let text: String = (0..size)
             .map(|i| char::from(b'a' + (i % 26) as u8))
@@ -45,12 +62,13 @@ fn payload(size: usize, binary: bool) -> Message {
 pub(crate) async fn run(args: &BenchArgs) -> Result<serde_json::Value, String> {
     let config = ClientConfig::default().with_transport(
         Config::default()
-            .with_max_message_size(args.size.max(Config::default().limits.max_message_size)),
+            .with_max_message_size(args.size.max(Config::default().limits.max_message_size))
+            .with_deflate(args.deflate.then(DeflateConfig::client)),
     );
     let errors = Arc::new(ErrorTally::default());
     let phase = Arc::new(AtomicU8::new(WARMUP));
     let completed = Arc::new(AtomicU64::new(0));
-    let message = payload(args.size, args.binary);
+    let message = payload(args.size, args.binary, args.deflate);
     let pacing = args
         .rate
         .filter(|rate| *rate > 0.0)

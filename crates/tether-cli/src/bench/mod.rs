@@ -35,6 +35,10 @@ pub(crate) struct BenchArgs {
     /// Send binary messages (text by default).
     #[arg(long)]
     binary: bool,
+    /// Offer permessage-deflate (the server decides; without it nothing is offered), and
+    /// send text as JSON-like chat lines, which compress as real traffic does.
+    #[arg(long)]
+    deflate: bool,
     /// Total messages per second across all connections; closed loop when absent.
     #[arg(long)]
     rate: Option<f64>,

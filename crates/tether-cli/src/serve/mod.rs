@@ -21,9 +21,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use clap::Args;
-use tether::CaughtCloseCodes;
 use tether::hub::{Hub, HubConfig};
 use tether::server::{HttpRequest, HttpResponse, RateLimit, Reject, Route, Server, ServerStats};
+use tether::{CaughtCloseCodes, DeflateConfig};
 use tokio::net::TcpListener;
 
 use self::metrics::Metrics;
@@ -73,6 +73,11 @@ pub(crate) struct ServeArgs {
     /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
+    /// Never compresses: answers no permessage-deflate offer. By default an offer is
+    /// accepted with no context takeover either way (no compression memory kept per
+    /// connection between messages), level 1, messages of 64 bytes and more.
+    #[arg(long)]
+    no_deflate: bool,
     #[command(flatten)]
     backplane: backplane::BackplaneArgs,
 }
@@ -184,7 +189,8 @@ async fn serve(args: &ServeArgs, tokens: Option<Tokens>) -> Result<(), String> {
         .request_id(protocol::request_id_text)
         .ping_interval(seconds(args.ping_interval))
         .ping_timeout(seconds(args.ping_timeout).unwrap_or(Duration::from_secs(20)))
-        .max_message_size(args.max_message_size);
+        .max_message_size(args.max_message_size)
+        .deflate((!args.no_deflate).then(DeflateConfig::server));
     if let Some(tls) = tls {
         server = server.tls(tls);
     }

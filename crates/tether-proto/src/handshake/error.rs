@@ -119,6 +119,12 @@ pub enum HandshakeError {
         /// The name of the extension.
         found: Box<str>,
     },
+    /// Client: the server's `Sec-WebSocket-Extensions` answer enabled an extension with
+    /// parameters this endpoint did not offer or cannot use. Fail the connection.
+    UnacceptableExtension {
+        /// What was wrong, with the offending parameter.
+        detail: Box<str>,
+    },
     /// Client: the [`ClientRequest`](super::ClientRequest) being built is invalid (a value
     /// with CR or LF, a reserved header name, a host or path that cannot be sent...). Fix the
     /// input; nothing was sent.
@@ -182,7 +188,8 @@ impl HandshakeError {
             Self::UnexpectedStatus { .. }
             | Self::InvalidAccept(_)
             | Self::UnofferedProtocol { .. }
-            | Self::UnofferedExtension { .. } => 502,
+            | Self::UnofferedExtension { .. }
+            | Self::UnacceptableExtension { .. } => 502,
             Self::InvalidClientRequest { .. } => 500,
         }
     }
@@ -291,6 +298,9 @@ impl fmt::Display for HandshakeError {
                 f,
                 "unoffered extension: expected one the client offered, found {found}"
             ),
+            Self::UnacceptableExtension { detail } => {
+                write!(f, "unacceptable extension answer: {detail}")
+            }
             Self::InvalidClientRequest { detail } => {
                 write!(f, "invalid client request: {detail}")
             }

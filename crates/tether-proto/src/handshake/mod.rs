@@ -67,8 +67,11 @@ pub use accept::accept_key;
 pub use client::{
     Accepted, ClientRequest, ClientRequestBuilder, ResponseHead, parse_response, validate_response,
 };
+pub(crate) use error::shown;
 pub use error::{AcceptMismatch, HandshakeError};
 pub use extensions::Extension;
+#[cfg(test)]
+pub(crate) use extensions::parse_into;
 pub use server::{
     Request, accept_response, parse_request, reject_response, select_protocol,
     validate_extended_connect, validate_request,

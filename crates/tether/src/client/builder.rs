@@ -10,6 +10,7 @@ use super::tls::TlsConfig;
 use super::url::WsUrl;
 use crate::error::Error;
 use crate::transport::{CaughtCloseCodes, WebSocket};
+use tether_proto::deflate::DeflateConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// Builds client connections: every setting, each with a documented default, ending in
@@ -90,6 +91,15 @@ impl ClientBuilder {
     /// The largest message accepted from the server (over it: 1009). Default: 1 MiB.
     pub fn max_message_size(mut self, max: usize) -> Self {
         self.config.transport.limits = crate::Limits::new(max);
+        self
+    }
+
+    /// permessage-deflate: what to offer (`None`: offer nothing). Default:
+    /// [`DeflateConfig::client`], which resets this client's context after each message and
+    /// lets the server choose for its direction; the server decides whether it is used
+    /// ([`WebSocket::deflate`](crate::WebSocket::deflate) tells).
+    pub fn deflate(mut self, deflate: impl Into<Option<DeflateConfig>>) -> Self {
+        self.config.transport.deflate = deflate.into();
         self
     }
 

@@ -9,6 +9,7 @@ use super::proxy::ProxyConfig;
 #[cfg(feature = "tls")]
 use super::tls::TlsConfig;
 use crate::transport::Config;
+use tether_proto::deflate::DeflateConfig;
 
 /// Client settings, each with a documented default. [`ClientBuilder`](super::ClientBuilder) sets them fluently.
 #[derive(Debug, Clone)]
@@ -94,7 +95,9 @@ impl ClientConfig {
 impl Default for ClientConfig {
     fn default() -> Self {
         Self {
-            transport: Config::default().with_write_timeout(Self::DEFAULT_WRITE_TIMEOUT),
+            transport: Config::default()
+                .with_write_timeout(Self::DEFAULT_WRITE_TIMEOUT)
+                .with_deflate(DeflateConfig::client()),
             handshake: HandshakeConfig::default(),
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
             handshake_timeout: Self::DEFAULT_HANDSHAKE_TIMEOUT,

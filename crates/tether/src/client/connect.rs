@@ -2,6 +2,7 @@
 //! opening handshake (`handshake.rs`), all under one deadline.
 
 use tether_proto::Role;
+use tether_proto::deflate::client_offer;
 use tether_proto::handshake::ClientRequest;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -126,16 +127,20 @@ where
     if let Some(origin) = &config.origin {
         builder = builder.origin(origin.clone());
     }
+    if let Some(deflate) = &config.transport.deflate {
+        builder = builder.extension(client_offer(deflate));
+    }
     let request = builder.build().map_err(Error::handshake)?;
 
     let deadline = deadline.min(Instant::now() + config.handshake_timeout);
     // Boxed: the handshake's state lives only as long as the handshake (see the server side).
     let handshake = Box::pin(handshake(&mut stream, &request, config, deadline));
-    let (response, leftover) = tokio::time::timeout_at(deadline, handshake)
+    let (response, leftover, deflate) = tokio::time::timeout_at(deadline, handshake)
         .await
         .map_err(|_| Error::timeout(TimeoutPhase::Handshake))??;
     let socket = WebSocket::from_upgraded(stream, Role::Client, config.transport.clone(), leftover)
-        .with_protocol(response.protocol.clone());
+        .with_protocol(response.protocol.clone())
+        .with_deflate(deflate);
     Ok((socket, response))
 }
 

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
+use tether_proto::deflate::{DeflateParams, validate_answer};
 use tether_proto::handshake::{
     ClientRequest, HandshakeError, ResponseHead, parse_response, validate_response,
 };
@@ -19,7 +20,7 @@ pub(super) async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     request: &ClientRequest,
     config: &ClientConfig,
     deadline: Instant,
-) -> Result<(Response, BytesMut), Error> {
+) -> Result<(Response, BytesMut, Option<DeflateParams>), Error> {
     stream.write_all(&request.encode()).await?;
     let mut buf = BytesMut::with_capacity(1024);
     let (head, used) = loop {
@@ -35,13 +36,19 @@ pub(super) async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     };
     buf.advance(used);
     match validate_response(&head, request) {
-        Ok(accepted) => Ok((
-            Response {
+        Ok(accepted) => {
+            let deflate = match &config.transport.deflate {
+                Some(offered) => {
+                    validate_answer(&accepted.extensions, offered).map_err(Error::handshake)?
+                }
+                None => None,
+            };
+            let response = Response {
                 protocol: accepted.protocol,
                 headers: text_headers(&head),
-            },
-            buf,
-        )),
+            };
+            Ok((response, buf, deflate))
+        }
         Err(HandshakeError::UnexpectedStatus { .. }) => {
             // The refusal is what matters: the body is read within the handshake deadline
             // (with a little margin, so a slow body never turns a refusal into a timeout).

@@ -63,6 +63,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
+use tether_proto::deflate::{DeflateConfig, compress_stateless};
 use tether_proto::{CloseCode, Message};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -74,7 +75,7 @@ pub use self::redis::{
 pub use backplane::{Backplane, MemoryBackplane, MemoryBus, RemoteSink};
 pub use stats::{FANOUT_BUCKETS, FanoutHistogram, HubStats};
 
-use crate::transport::Sender;
+use crate::transport::{Sender, precompressed};
 
 /// The close code for a member disconnected as a slow consumer: 1013 "try again later"
 /// (retryable: the client should reconnect with backoff).
@@ -233,6 +234,10 @@ struct MemberShared {
     /// The rooms joined: the room itself (not just its name: a closed room and a new one
     /// with the same name are different rooms) and the join's generation.
     rooms: Mutex<HashMap<Arc<str>, Joined>>,
+    /// When the connection compresses with no context (permessage-deflate without server
+    /// context takeover): which messages and with what key, so a broadcast compresses
+    /// once for every such member.
+    compression: Option<(DeflateConfig, (u8, u8))>,
 }
 
 /// One room a member is in.
@@ -385,6 +390,17 @@ impl Hub {
     where
         F: Fn() + Send + Sync + 'static,
     {
+        self.register(disconnect, None)
+    }
+
+    fn register<F>(
+        &self,
+        disconnect: F,
+        compression: Option<(DeflateConfig, (u8, u8))>,
+    ) -> (Member, Outbound)
+    where
+        F: Fn() + Send + Sync + 'static,
+    {
         let (queue, receiver) = mpsc::channel(self.inner.config.queue_capacity.max(1));
         let shared = Arc::new(MemberShared {
             id: self.inner.next_member.fetch_add(1, Ordering::Relaxed),
@@ -392,6 +408,7 @@ impl Hub {
             disconnect: Box::new(disconnect),
             disconnected: AtomicBool::new(false),
             rooms: Mutex::new(HashMap::new()),
+            compression,
         });
         let member = Member {
             shared,
@@ -401,20 +418,24 @@ impl Hub {
     }
 
     /// Registers a server connection; a slow consumer is closed with
-    /// [`SLOW_CONSUMER_CLOSE`] and the reason `slow consumer`.
+    /// [`SLOW_CONSUMER_CLOSE`] and the reason `slow consumer`. A connection that compresses
+    /// with no context (permessage-deflate without server context takeover) gets broadcasts
+    /// compressed once for all such members.
     pub fn member_for(&self, sender: &Sender) -> (Member, Outbound) {
+        let compression = sender.shared_compression();
         let sender = sender.clone();
         // The close runs on the runtime the member registered on, whichever thread the
         // broadcast that finds it slow runs on.
         let runtime = tokio::runtime::Handle::try_current().ok();
-        self.member(move || {
+        let disconnect = move || {
             let sender = sender.clone();
             if let Some(runtime) = &runtime {
                 runtime.spawn(async move {
                     let _ = sender.close(SLOW_CONSUMER_CLOSE, "slow consumer").await;
                 });
             }
-        })
+        };
+        self.register(disconnect, compression)
     }
 
     /// Creates a room, owned by `owner` if given (only the owner may close it then).
@@ -634,6 +655,7 @@ impl Hub {
         let mut gone = Vec::new();
         {
             let members = entry.read();
+            compress_once(&members, message);
             for (member, _) in members.by_id.values() {
                 match member.queue.try_send(message.clone()) {
                     Ok(()) => report.delivered += 1,
@@ -741,5 +763,30 @@ impl Hub {
             .rooms
             .write()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Compresses `message` once per compression key shared by at least two members that will
+/// compress it with no context, and publishes the result for their sends.
+fn compress_once(members: &Members, message: &Message) {
+    let mut keys: Vec<((u8, u8), usize)> = Vec::new();
+    for (member, _) in members.by_id.values() {
+        let Some((config, key)) = &member.compression else {
+            continue;
+        };
+        if !config.compresses(message.len(), message.is_text()) {
+            continue;
+        }
+        match keys.iter_mut().find(|(known, _)| known == key) {
+            Some((_, count)) => *count += 1,
+            None => keys.push((*key, 1)),
+        }
+    }
+    for (key, count) in keys {
+        if count >= 2 {
+            let mut compressed = bytes::BytesMut::new();
+            compress_stateless(key.0, key.1, message.payload(), &mut compressed);
+            precompressed::publish(message.payload(), key, compressed.freeze());
+        }
     }
 }

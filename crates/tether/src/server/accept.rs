@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tether_proto::Role;
+use tether_proto::deflate::{DeflateParams, NegotiatedResponse, server_answer};
 use tether_proto::handshake::{
     HandshakeConfig, HandshakeError, Request, accept_response, parse_request, reject_response,
 };
@@ -211,7 +212,8 @@ where
         upgraded.leftover,
         next_connection_id(),
     )
-    .with_protocol(upgraded.protocol);
+    .with_protocol(upgraded.protocol)
+    .with_deflate(upgraded.deflate);
     Ok((socket, upgraded.request))
 }
 
@@ -223,6 +225,9 @@ pub(crate) struct Upgraded<S> {
     pub(crate) leftover: BytesMut,
     /// The subprotocol the decision selected.
     pub(crate) protocol: Option<String>,
+    /// The permessage-deflate parameters answered, when the client offered it and the
+    /// config accepts it.
+    pub(crate) deflate: Option<DeflateParams>,
 }
 
 /// As [`accept`] without making the connection, and a request that is not a WebSocket
@@ -279,7 +284,10 @@ where
     match decide(&request) {
         Ok(accept) => {
             let headers = header_refs(&accept.headers);
-            let response = accept_response(&request, accept.protocol.as_deref(), None, &headers);
+            let deflate = negotiate_deflate(&request, &config.transport);
+            let extensions = deflate.as_ref().map(|answer| answer.header.as_str());
+            let response =
+                accept_response(&request, accept.protocol.as_deref(), extensions, &headers);
             stream.write_all(&response).await?;
             stream.flush().await?;
             Ok(Upgraded {
@@ -287,6 +295,7 @@ where
                 request,
                 leftover,
                 protocol: accept.protocol,
+                deflate: deflate.map(|answer| answer.params),
             })
         }
         Err(reject) => {
@@ -294,6 +303,12 @@ where
             Err(Error::rejected(reject.status))
         }
     }
+}
+
+/// The permessage-deflate answer to `request`'s offers, when `config` accepts one.
+pub(crate) fn negotiate_deflate(request: &Request, config: &Config) -> Option<NegotiatedResponse> {
+    let accepted = config.deflate.as_ref()?;
+    server_answer(request.extensions(), accepted)
 }
 
 /// Borrows owned header pairs as the `(&str, &str)` pairs the response builders take.

@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tether_proto::Message;
+use tether_proto::deflate::DeflateConfig;
 
 use super::app_error::{ErrorAction, ErrorHandlers};
 use super::extract::{ErasedHandler, Handler, HandlerBox, RequestContext};
@@ -315,8 +316,19 @@ impl<S: Clone + Send + Sync + 'static> ServerBuilder<S> {
         self
     }
 
+    /// permessage-deflate (RFC 7692): accept a client's offer and compress as `deflate`
+    /// says (`None`: never). Default: off. [`DeflateConfig::server`] answers with no context
+    /// takeover in both directions (RFC 7692 7.1.1 lets a server add it), so a connection
+    /// keeps no compression memory between messages; a client's decompressed message is
+    /// held to [`max_message_size`](Self::max_message_size) while it inflates.
+    pub fn deflate(mut self, deflate: impl Into<Option<DeflateConfig>>) -> Self {
+        self.config.transport.deflate = deflate.into();
+        self
+    }
+
     /// The largest message (and frame) a client may send; over it the connection is closed
-    /// with 1009. Default: 1 MiB.
+    /// with 1009. A compressed message is measured inflated, while it inflates. Default:
+    /// 1 MiB.
     pub fn max_message_size(mut self, max: usize) -> Self {
         self.config.transport = self.config.transport.with_max_message_size(max);
         self

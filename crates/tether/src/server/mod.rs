@@ -30,6 +30,8 @@ mod socket;
 mod tls;
 
 #[cfg(feature = "hyper")]
+pub(crate) use accept::negotiate_deflate;
+#[cfg(feature = "hyper")]
 pub(crate) use limits::CapPermit;
 #[cfg(feature = "hyper")]
 pub(crate) use serve::Chosen;

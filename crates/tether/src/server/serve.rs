@@ -445,7 +445,8 @@ async fn connection<S: Clone + Send + Sync + 'static>(
         upgraded.leftover,
         id,
     )
-    .with_protocol(upgraded.protocol);
+    .with_protocol(upgraded.protocol)
+    .with_deflate(upgraded.deflate);
     run_session(&inner, ws, chosen, peer).await;
     drop(permit);
 }

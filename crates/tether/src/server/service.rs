@@ -18,10 +18,12 @@ use http_body_util::Full;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tether_proto::Role;
+use tether_proto::deflate::{DeflateParams, NegotiatedResponse};
 use tether_proto::handshake::{
     HandshakeError, Request, validate_extended_connect, validate_request,
 };
 
+use super::accept::negotiate_deflate;
 use super::http::{HttpRequest, HttpResponse};
 use super::limits::CapPermit;
 use super::serve::{Chosen, decide, plain_http, run_session};
@@ -156,7 +158,11 @@ pub(crate) fn http_response(answer: HttpResponse, version: Version) -> Response<
 
 /// The answer accepting `request`: 101 with `Sec-WebSocket-Accept` over HTTP/1.1, 200 over
 /// HTTP/2 (RFC 8441 section 5), with the chosen subprotocol and the decision's headers.
-pub(crate) fn accept_response(request: &Request, accept: &Accept) -> Response<ResponseBody> {
+pub(crate) fn accept_response(
+    request: &Request,
+    accept: &Accept,
+    deflate: Option<&NegotiatedResponse>,
+) -> Response<ResponseBody> {
     let mut response = Response::new(Full::new(Bytes::new()));
     if !request.is_extended_connect() {
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -179,6 +185,11 @@ pub(crate) fn accept_response(request: &Request, accept: &Accept) -> Response<Re
             .headers_mut()
             .insert(http::header::SEC_WEBSOCKET_PROTOCOL, protocol);
     }
+    if let Some(extensions) = deflate.and_then(|d| HeaderValue::from_str(&d.header).ok()) {
+        response
+            .headers_mut()
+            .insert(http::header::SEC_WEBSOCKET_EXTENSIONS, extensions);
+    }
     for (name, value) in &accept.headers {
         push_header(&mut response, name, value);
     }
@@ -200,6 +211,7 @@ pub(crate) struct Pending {
     pub(crate) on_upgrade: OnUpgrade,
     pub(crate) chosen: Chosen,
     pub(crate) protocol: Option<String>,
+    pub(crate) deflate: Option<DeflateParams>,
     pub(crate) peer: SocketAddr,
     pub(crate) id: u64,
     pub(crate) permit: CapPermit,
@@ -214,6 +226,7 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
             on_upgrade,
             chosen,
             protocol,
+            deflate,
             peer,
             id,
             permit,
@@ -238,7 +251,8 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
                 BytesMut::new(),
                 id,
             )
-            .with_protocol(protocol);
+            .with_protocol(protocol)
+            .with_deflate(deflate);
             run_session(&inner, ws, chosen, peer).await;
             drop(permit);
         });
@@ -281,11 +295,13 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
         let Some(on_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
             return no_upgrade(version);
         };
-        let response = accept_response(&upgrade, &accept);
+        let deflate = negotiate_deflate(&upgrade, &server.config.transport);
+        let response = accept_response(&upgrade, &accept, deflate.as_ref());
         self.start_upgraded(Pending {
             on_upgrade,
             chosen,
             protocol: accept.protocol,
+            deflate: deflate.map(|answer| answer.params),
             peer,
             id,
             permit,

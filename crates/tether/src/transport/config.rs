@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tether_proto::Limits;
+use tether_proto::deflate::DeflateConfig;
 
 /// Which peer close codes end [`recv`](crate::WebSocket::recv) quietly (`Ok(None)`); any
 /// other end of the connection reaches the caller as an error of kind
@@ -82,6 +83,12 @@ pub struct Config {
     pub write_timeout: Option<Duration>,
     /// Which peer close codes end `recv` quietly. Default: 1000, 1001 and 1005.
     pub caught_close_codes: CaughtCloseCodes,
+    /// permessage-deflate (RFC 7692): what a client offers, or what a server accepts and
+    /// answers, and how messages are compressed. Default here: `None`, no compression; the
+    /// client builder offers [`DeflateConfig::client`], and a server turns it on with
+    /// `ServerBuilder::deflate` ([`DeflateConfig::server`]: no context takeover either way,
+    /// so a connection keeps no compression memory between messages).
+    pub deflate: Option<DeflateConfig>,
 }
 
 impl Config {
@@ -139,6 +146,12 @@ impl Config {
         self
     }
 
+    /// This config with permessage-deflate set to `deflate` (`None`: off).
+    pub fn with_deflate(mut self, deflate: impl Into<Option<DeflateConfig>>) -> Self {
+        self.deflate = deflate.into();
+        self
+    }
+
     /// Whether anything needs the heartbeat's timer.
     pub(crate) fn has_liveness(&self) -> bool {
         self.ping_interval.is_some() || self.idle_timeout.is_some() || self.read_timeout.is_some()
@@ -156,6 +169,7 @@ impl Default for Config {
             read_timeout: None,
             write_timeout: None,
             caught_close_codes: CaughtCloseCodes::default(),
+            deflate: None,
         }
     }
 }

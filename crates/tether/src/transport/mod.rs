@@ -8,6 +8,7 @@
 //!   protocol error) that `WebSocket::recv` drives.
 //! - `sender`: the outbox shared by every [`Sender`] of a connection.
 //! - `liveness`: the heartbeat timer (ping interval, pong deadline, idle and read timeouts).
+//! - `precompressed`: payloads a broadcast compressed once for every member.
 //!
 //! How a connection ended is decided by the core
 //! ([`Connection::close_info`](tether_proto::Connection::close_info)); the transport only tells
@@ -19,6 +20,7 @@
 
 mod config;
 mod liveness;
+pub(crate) mod precompressed;
 mod reader;
 mod sender;
 mod websocket;

@@ -20,7 +20,7 @@ use tether_proto::{CloseCode, CloseFrame, Message, Reason, Role, SendError};
 use tokio::io::AsyncWrite;
 use tokio::time::Instant;
 
-use super::{Proto, Shared, Writer};
+use super::{Proto, Shared, Writer, precompressed};
 use crate::error::{Error, TimeoutPhase};
 use crate::mask_keys::mask_key;
 
@@ -402,7 +402,19 @@ impl Sender {
     async fn send_with(&self, message: Message, flush: Flush) -> Result<(), Error> {
         let server = self.shared.role == Role::Server;
         let encode = |proto: &mut Proto, mask, out: &mut BytesMut| {
-            if server && message.len() >= VECTORED_PAYLOAD_MIN {
+            let shared = proto.conn.shared_compression_key(&message);
+            if let Some(compressed) =
+                shared.and_then(|key| Some((precompressed::lookup(message.payload(), key)?, key)))
+            {
+                let (payload, key) = compressed;
+                proto
+                    .conn
+                    .encode_compressed(&message, &payload, key, mask, out)
+                    .map(|()| None)
+            } else if server
+                && message.len() >= VECTORED_PAYLOAD_MIN
+                && !proto.conn.compresses(&message)
+            {
                 proto.conn.encode_message_header(&message, out)?;
                 Ok(Some(message.payload().clone()))
             } else {
@@ -414,6 +426,14 @@ impl Sender {
         };
         let result = self.shared.write_with(flush, encode).await;
         result.map_err(|error| error.into_error(Some(message)))
+    }
+
+    /// When this connection compresses `message` with no context, the `(window, level)`
+    /// key its compressed payload is made with (see `precompressed`).
+    pub(crate) fn shared_compression(
+        &self,
+    ) -> Option<(tether_proto::deflate::DeflateConfig, (u8, u8))> {
+        self.shared.proto().conn.shared_compression()
     }
 
     /// Sends a ping with `payload` (at most 125 bytes). The pong is consumed by the

@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
-use tether_proto::{CloseCode, CloseFrame, Message, Reason, Role, Side};
+use tether_proto::deflate::{DeflateConfig, DeflateParams};
+use tether_proto::{CloseCode, CloseFrame, Connection, Message, Reason, Role, Side};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
@@ -107,6 +108,28 @@ impl WebSocket {
             liveness,
             protocol: None,
         }
+    }
+
+    /// This connection with the permessage-deflate parameters the handshake negotiated
+    /// (`None`: none), compressing as its config's [`deflate`](Config::deflate) says.
+    pub(crate) fn with_deflate(self, params: Option<DeflateParams>) -> Self {
+        if let Some(params) = params {
+            let shared = self.sender.shared();
+            let config = shared.config.deflate.unwrap_or(match shared.role {
+                Role::Server => DeflateConfig::server(),
+                Role::Client => DeflateConfig::client(),
+            });
+            let mut proto = shared.proto();
+            let plain = Connection::new(shared.role, shared.config.limits);
+            let conn = std::mem::replace(&mut proto.conn, plain);
+            proto.conn = conn.with_deflate(params, &config);
+        }
+        self
+    }
+
+    /// The permessage-deflate parameters this connection negotiated, if it did.
+    pub fn deflate(&self) -> Option<DeflateParams> {
+        self.sender.shared().proto().conn.deflate_params()
     }
 
     /// This connection with the subprotocol agreed in the handshake.
