@@ -2,7 +2,9 @@
 // contract"): Debian's headless Chromium, driven by playwright-core, against the real binary
 // on 127.0.0.1.
 //
-//   1. two pages (ann, bob) join lobby and chat;
+//   1. two pages (ann, bob) join lobby and chat; their WebSocket handshakes (seen through CDP)
+//      negotiated permessage-deflate with no context takeover either way, and a message long
+//      enough to be compressed arrives intact;
 //   2. every error button shows the right notice (4000, 4000, 4001, 4002 with the connection
 //      open; 1009 and no automatic reconnect, then #reconnect rejoins; 4005s then 1008);
 //   3. the server stops (SIGTERM: close 1001 notices, the pages go to reconnecting) and starts
@@ -163,6 +165,41 @@ async function waitForFrame(page, what, predicate, { since, after = 0, timeout =
     }
 }
 
+/** Waits (at most `timeout` ms) for the response to the handshake of the page's WebSocket to
+ * `url` (the newest, if several), as recorded by newTrackedPage, and returns it. */
+async function waitForHandshake(page, url, timeout = QUICK) {
+    const deadline = Date.now() + timeout;
+    for (;;) {
+        const handshake = page.handshakes.filter((h) => h.url === url).at(-1);
+        if (handshake?.status != null) return handshake;
+        if (Date.now() >= deadline) {
+            throw new Error(
+                `${page.label}: no handshake response for ${url} within ${timeout} ms; ` +
+                    `handshakes seen: ${JSON.stringify(page.handshakes)}`,
+            );
+        }
+        await sleep(50);
+    }
+}
+
+/** A Sec-WebSocket-Extensions value as `[{ name, params: { NAME: VALUE or true } }]`, in
+ * order (CDP joins repeated header lines with "\n": they are read as a list too). */
+function parseExtensions(value) {
+    return value
+        .split(/[,\n]/)
+        .map((extension) => extension.split(';').map((part) => part.trim()))
+        .filter(([name]) => name)
+        .map(([name, ...params]) => ({
+            name,
+            params: Object.fromEntries(
+                params.filter(Boolean).map((param) => {
+                    const [key, ...rest] = param.split('=');
+                    return [key.trim(), rest.length ? rest.join('=').trim().replace(/^"(.*)"$/, '$1') : true];
+                }),
+            ),
+        }));
+}
+
 /** The rooms `#rooms` lists, as words. */
 async function roomsListed(page) {
     const text = await page.evaluate(() => document.querySelector('#rooms')?.innerText ?? '');
@@ -292,6 +329,45 @@ describe('tether serve: the chat page in Chromium', () => {
         await chat(bob, 'hi ann', [bob, ann]);
         await artifacts.screenshot(ann, 'chatting-ann');
         await artifacts.screenshot(bob, 'chatting-bob');
+    });
+
+    step('permessage-deflate: the 101 names it with no context takeover both ways; long messages arrive intact', async (t) => {
+        for (const page of [ann, bob]) {
+            const socket = page.sockets.at(-1);
+            const handshake = await waitForHandshake(page, socket.url);
+            assert.equal(handshake.status, 101, `${page.label}: the handshake's status`);
+            const offer = handshake.requestHeaders?.['sec-websocket-extensions'];
+            assert.match(offer ?? '', /(^|,)\s*permessage-deflate\b/, `${page.label}: Chromium offered permessage-deflate (offer: ${offer})`);
+            const answer = handshake.headers['sec-websocket-extensions'];
+            assert.ok(
+                answer !== undefined,
+                `${page.label}: the 101 has no Sec-WebSocket-Extensions (offer: ${offer}; response headers: ${JSON.stringify(handshake.headers)})`,
+            );
+            t.diagnostic(`${page.label}: offered ${JSON.stringify(offer)}, the 101 answered ${JSON.stringify(answer)}`);
+            recorder.log(`[test] ${page.label}: Sec-WebSocket-Extensions offered ${JSON.stringify(offer)}, answered ${JSON.stringify(answer)}`);
+            const extensions = parseExtensions(answer);
+            assert.deepEqual(extensions.map((e) => e.name), ['permessage-deflate'], `${page.label}: the extensions in "${answer}"`);
+            const { params } = extensions[0];
+            assert.equal(params.server_no_context_takeover, true, `${page.label}: server_no_context_takeover in "${answer}"`);
+            assert.equal(params.client_no_context_takeover, true, `${page.label}: client_no_context_takeover in "${answer}"`);
+        }
+        // Well over the 64-byte threshold both ways (the say request and the broadcast), with
+        // text that is not ASCII, so that inflating and the UTF-8 check afterwards both count.
+        const stamp = Date.now().toString(36);
+        const fromAnn = `deflated ${stamp}: ${'the quick brown fox jumps over the lazy dog; '.repeat(6)}ünïcødé ✓ — ann`;
+        const fromBob = `inflated ${stamp}: ${'pack my box with five dozen liquor jugs, '.repeat(8)}ça va ✓ — bob`;
+        for (const [from, text, to] of [[ann, fromAnn, bob], [bob, fromBob, ann]]) {
+            assert.ok(Buffer.byteLength(text) > 256, 'the message is long enough to be compressed');
+            const frames = to.sockets.at(-1).received.length;
+            await chat(from, text, [from, to]);
+            await waitForFrame(
+                to,
+                `the ${Buffer.byteLength(text)}-byte message from ${from.label}, intact`,
+                (f) => f.type === 'message' && f.room === 'lobby' && f.from === from.label && f.text === text,
+                { after: frames },
+            );
+        }
+        await artifacts.screenshot(bob, 'deflate-bob');
     });
 
     for (const [button, code] of [

@@ -1,11 +1,15 @@
 // The Node peer of Tether's client interop tests: a `ws` (8.x) server.
 //
 //     NODE_PATH=DIR/node_modules node tests/interop/node_peer.cjs PORT [--exit-on-stdin-eof]
+//         [--deflate]
 //
 // `ws` is installed from tests/interop/package.json (see tests/interop/README.md); NODE_PATH
 // points at its node_modules. Listens on 127.0.0.1:PORT (0 picks a free port) and prints
 // `listening on PORT` on stdout once bound. With --exit-on-stdin-eof it exits when its
-// standard input ends, so a test that dies without cleaning up never leaves it behind.
+// standard input ends, so a test that dies without cleaning up never leaves it behind. With
+// --deflate the servers negotiate permessage-deflate (`perMessageDeflate: true`, ws's
+// defaults: context takeover allowed, messages under 1024 bytes sent uncompressed); without
+// it they decline every offer, ws's default.
 //
 // Routes (the same as tests/interop/python_peer.py):
 // - /echo: sends every text and binary message back as it came.
@@ -16,6 +20,8 @@
 //   00 01 02 03 04 in two, then echoes.
 // - /ping: pings with the payload `tether?`; when the pong comes back, sends the text
 //   `pong: {its payload}`, then echoes.
+// - /deflate-info: sends, as its first message, the `Sec-WebSocket-Extensions` value of its
+//   handshake response (the empty text when it has none), then echoes.
 // - /reject/{status}: answers the upgrade with that HTTP status, the JSON body
 //   `{"error": "rejected with {status}"}` and the header `X-Reason: interop rejection {status}`.
 // - /reject-chunked/{status}: the same answer with `Transfer-Encoding: chunked` on a
@@ -32,10 +38,11 @@ const MAX_BIG = 1024;
 
 const args = process.argv.slice(2);
 if (args.length === 0 || !/^\d+$/.test(args[0])) {
-  process.stderr.write('usage: node_peer.cjs PORT [--exit-on-stdin-eof]\n');
+  process.stderr.write('usage: node_peer.cjs PORT [--exit-on-stdin-eof] [--deflate]\n');
   process.exit(2);
 }
 const port = Number(args[0]);
+const perMessageDeflate = args.slice(1).includes('--deflate');
 
 if (args.slice(1).includes('--exit-on-stdin-eof')) {
   process.stdin.on('data', () => {});
@@ -49,8 +56,21 @@ function handleProtocols(protocols) {
 }
 
 // One WebSocketServer per message size limit; the HTTP server routes upgrades to them.
-const normal = new WebSocketServer({ noServer: true, handleProtocols });
-const big = new WebSocketServer({ noServer: true, handleProtocols, maxPayload: MAX_BIG });
+const normal = new WebSocketServer({ noServer: true, handleProtocols, perMessageDeflate });
+const big = new WebSocketServer({
+  noServer: true,
+  handleProtocols,
+  perMessageDeflate,
+  maxPayload: MAX_BIG,
+});
+
+// The `Sec-WebSocket-Extensions` value of each request's handshake response, for
+// /deflate-info: ws emits `headers` with the response's header lines just before writing them.
+const answeredExtensions = new WeakMap();
+normal.on('headers', (headers, req) => {
+  const line = headers.find((header) => /^sec-websocket-extensions:/i.test(header));
+  answeredExtensions.set(req, line ? line.slice(line.indexOf(':') + 1).trim() : '');
+});
 
 function echo(ws) {
   ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
@@ -137,6 +157,11 @@ server.on('upgrade', (req, socket, head) => {
     normal.handleUpgrade(req, socket, head, fragments);
   } else if (path === '/ping') {
     normal.handleUpgrade(req, socket, head, ping);
+  } else if (path === '/deflate-info') {
+    normal.handleUpgrade(req, socket, head, (ws) => {
+      ws.send(answeredExtensions.get(req) ?? '');
+      echo(ws);
+    });
   } else if (path === '/big') {
     big.handleUpgrade(req, socket, head, echo);
   } else {

@@ -15,6 +15,9 @@ Routes (the same as tests/interop/node_peer.cjs):
   00 01 02 03 04 in two, then echoes.
 - /ping: pings with the payload `tether?`; when the pong comes back, sends the text
   `pong: {its payload}`, then echoes.
+- /deflate-info: sends, as its first message, the `Sec-WebSocket-Extensions` value of its
+  handshake response (the empty text when it has none), then echoes. websockets negotiates
+  permessage-deflate by default.
 - /reject/{status}: answers the upgrade with that HTTP status, the JSON body
   `{"error": "rejected with {status}"}` and the header `X-Reason: interop rejection {status}`.
 - /reject-chunked/{status}: the same answer with `Transfer-Encoding: chunked`, as Node's
@@ -94,7 +97,7 @@ def process_request(connection, request):
         # Read per frame by the parser: set before the 101 goes out, so no frame escapes it.
         connection.protocol.max_message_size = MAX_BIG
         return None
-    if name in ("echo", "fragments", "ping"):
+    if name in ("echo", "fragments", "ping", "deflate-info"):
         return None
     return reject(404)
 
@@ -118,7 +121,10 @@ async def handler(connection):
         await pong
         # websockets does not hand the pong's payload over: it matched it to the ping's.
         await connection.send("pong: tether?")
-    # /echo and /big; over the limit, websockets closes with 1009 and the loop ends.
+    if name == "deflate-info":
+        extensions = connection.response.headers.get("Sec-WebSocket-Extensions", "")
+        await connection.send(extensions)
+    # Then echo; from /big, over the limit, websockets closes with 1009 and the loop ends.
     try:
         async for message in connection:
             await connection.send(message)

@@ -111,13 +111,48 @@ export async function newGuardedContext(browser, recorder) {
 /**
  * A page of `context` with a record of its WebSockets: `page.sockets` lists
  * `{ url, opened, sent: [...], received: [...], closed }` (frames parsed as JSON when they
- * are), newest last.
+ * are), newest last; `page.handshakes` lists their opening handshakes as the browser's
+ * network stack saw them, `{ url, requestHeaders, status, headers }` (`headers`: the
+ * response's, names lower-cased; `status` and `headers` are null until the response comes),
+ * newest last. Playwright's WebSocket events do not show handshake headers: these come from
+ * a CDP session of the page (Network.webSocketWillSendHandshakeRequest and
+ * Network.webSocketHandshakeResponseReceived).
  */
 export async function newTrackedPage(context, label) {
     const page = await context.newPage();
     page.label = label;
     page.sockets = [];
+    page.handshakes = [];
     page.pageErrors = [];
+    const lowerCased = (headers) =>
+        Object.fromEntries(Object.entries(headers || {}).map(([name, value]) => [name.toLowerCase(), value]));
+    const handshakes = new Map(); // CDP requestId -> the entry in page.handshakes
+    const handshake = (requestId, url) => {
+        let entry = handshakes.get(requestId);
+        if (!entry) {
+            entry = { url, requestHeaders: null, status: null, headers: null };
+            handshakes.set(requestId, entry);
+            page.handshakes.push(entry);
+        }
+        if (url && !entry.url) entry.url = url;
+        return entry;
+    };
+    const cdp = await context.newCDPSession(page);
+    cdp.on('Network.webSocketCreated', ({ requestId, url }) => handshake(requestId, url));
+    cdp.on('Network.webSocketWillSendHandshakeRequest', ({ requestId, request }) => {
+        handshake(requestId, null).requestHeaders = lowerCased(request.headers);
+    });
+    cdp.on('Network.webSocketHandshakeResponseReceived', ({ requestId, response }) => {
+        const entry = handshake(requestId, null);
+        entry.status = response.status;
+        entry.headers = lowerCased(response.headers);
+        const extensions = entry.headers['sec-websocket-extensions'];
+        context.log(
+            `[${label} handshake] ${response.status} ${entry.url} ` +
+                `Sec-WebSocket-Extensions: ${extensions === undefined ? '(none)' : JSON.stringify(extensions)}`,
+        );
+    });
+    await cdp.send('Network.enable');
     page.on('console', (message) => context.log(`[${label} console.${message.type()}] ${message.text()}`));
     page.on('pageerror', (error) => {
         page.pageErrors.push(error.message);
