@@ -124,21 +124,22 @@ fn fan_out(c: &mut Criterion) {
                 let hub = room.hub.clone();
                 let sent = Arc::clone(&room.sent);
                 let message = message.clone();
-                runtime.block_on(runtime.spawn(async move {
-                    let mut timed = Duration::ZERO;
-                    for _ in 0..iters {
-                        let target = sent.load(Ordering::Acquire) + MEMBERS as u64;
-                        let started = Instant::now();
-                        let report = hub.broadcast(ROOM, &message).expect("the room");
-                        assert_eq!(report.delivered, MEMBERS, "{report:?}");
-                        while sent.load(Ordering::Acquire) < target {
-                            tokio::task::yield_now().await;
+                runtime
+                    .block_on(runtime.spawn(async move {
+                        let mut timed = Duration::ZERO;
+                        for _ in 0..iters {
+                            let target = sent.load(Ordering::Acquire) + MEMBERS as u64;
+                            let started = Instant::now();
+                            let report = hub.broadcast(ROOM, &message).expect("the room");
+                            assert_eq!(report.delivered, MEMBERS, "{report:?}");
+                            while sent.load(Ordering::Acquire) < target {
+                                tokio::task::yield_now().await;
+                            }
+                            timed += started.elapsed();
                         }
-                        timed += started.elapsed();
-                    }
-                    timed
-                }))
-                .expect("the broadcaster")
+                        timed
+                    }))
+                    .expect("the broadcaster")
             });
         });
     }
