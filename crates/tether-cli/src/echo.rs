@@ -23,6 +23,10 @@ pub(crate) struct EchoArgs {
     /// Answers no permessage-deflate offer (by default an offer is accepted as made).
     #[arg(long)]
     no_deflate: bool,
+    /// Answers permessage-deflate with no context takeover in either direction, as a
+    /// library server does by default (no compression state kept between messages).
+    #[arg(long, conflicts_with = "no_deflate")]
+    no_context_takeover: bool,
 }
 
 /// The echo server's permessage-deflate: the client's offer honoured as made (context
@@ -63,7 +67,11 @@ async fn serve(args: &EchoArgs) -> Result<(), String> {
             Config::default()
                 .with_max_message_size(args.max_message_size)
                 .with_ping_interval(None)
-                .with_deflate((!args.no_deflate).then(echo_deflate)),
+                .with_deflate(match (args.no_deflate, args.no_context_takeover) {
+                    (true, _) => None,
+                    (false, true) => Some(DeflateConfig::server()),
+                    (false, false) => Some(echo_deflate()),
+                }),
         ),
     );
     loop {

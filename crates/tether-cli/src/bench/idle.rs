@@ -50,6 +50,7 @@ pub(crate) async fn run(args: &BenchArgs) -> Result<serde_json::Value, String> {
     let rss_before = rss("before")?;
     let (stage_tx, stage_rx) = watch::channel(Stage::Hold);
     let echoed = Arc::new(AtomicUsize::new(0));
+    let deflate = args.deflate;
     let mut tasks = Vec::with_capacity(args.connections);
     let mut connected = 0usize;
     for chunk_start in (0..args.connections).step_by(CONNECT_CONCURRENCY) {
@@ -95,7 +96,13 @@ pub(crate) async fn run(args: &BenchArgs) -> Result<serde_json::Value, String> {
                     match now {
                         Stage::Hold => {}
                         Stage::EchoOnce => {
-                            let message = Message::text("idle-echo");
+                            // With --deflate, a message the server compresses (1 KiB of
+                            // JSON-like text), so its compression state is counted too.
+                            let message = if deflate {
+                                super::load::payload(1024, false, true)
+                            } else {
+                                Message::text("idle-echo")
+                            };
                             let echo = async {
                                 socket.send(message.clone()).await?;
                                 socket

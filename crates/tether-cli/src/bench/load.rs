@@ -31,7 +31,7 @@ struct ConnectionResult {
 }
 
 /// The payload every connection sends: ASCII for text, a byte pattern for binary.
-fn payload(size: usize, binary: bool, json_like: bool) -> Message {
+pub(super) fn payload(size: usize, binary: bool, json_like: bool) -> Message {
     if binary {
         Message::binary((0..size).map(|i| (i * 31 + 7) as u8).collect::<Vec<_>>())
     } else if json_like {
