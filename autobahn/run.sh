@@ -14,11 +14,15 @@
 #                               (default: "$TETHER_BIN" autobahn-client --url ws://127.0.0.1:{port} --agent tether)
 #   TETHER_AUTOBAHN_TIMEOUT     seconds for the whole run, install included (default: 1200)
 #   TETHER_AUTOBAHN_START_TIMEOUT  seconds to wait for a peer to listen (default: 30)
+#   TETHER_AUTOBAHN_JOBS        shards run in parallel (default: nproc): the cases are split
+#                               by estimated cost, each shard runs its own wstest (and, role
+#                               client, its own client driver) and the reports are merged
 #   TETHER_CACHE_DIR            where install.sh keeps the Python 2.7 venv
 #
 # Reports go to autobahn/reports/servers or autobahn/reports/clients (wiped at
-# each run), with the peers' logs beside them. Exit status: 0 when every case
-# matches expected-<role>.json, non-zero otherwise.
+# each run), merged from the shards'; each shard's spec and its peers' logs
+# stay in shard-K/ there. Exit status: 0 when every case matches
+# expected-<role>.json, non-zero otherwise.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -33,6 +37,7 @@ case "$ROLE" in
 esac
 OVERALL_TIMEOUT="${TETHER_AUTOBAHN_TIMEOUT:-1200}"
 START_TIMEOUT="${TETHER_AUTOBAHN_START_TIMEOUT:-30}"
+JOBS="${TETHER_AUTOBAHN_JOBS:-$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)}"
 AGENT=tether
 
 log() { printf 'autobahn %s: %s\n' "$ROLE" "$*"; }
@@ -41,6 +46,12 @@ abort() { # message...: fail before any case result exists, with the closing lin
     echo "autobahn-$ROLE: 0 passed, 1 failed"
     exit 1
 }
+
+case "$JOBS" in
+    '' | *[!0-9]*) abort "TETHER_AUTOBAHN_JOBS must be a whole number, not '$JOBS'" ;;
+esac
+JOBS=$((10#$JOBS))
+[ "$JOBS" -ge 1 ] || JOBS=1
 
 # --- overall timeout: run the real work in a child under timeout(1) --------
 if [ -z "${_TETHER_AUTOBAHN_INNER:-}" ]; then
@@ -63,56 +74,74 @@ fi
 
 # --- inner run --------------------------------------------------------------
 REPORT_DIR="$HERE/reports/${ROLE}s"
-PIDS=()          # process groups we started, stopped on exit
+PIDS=()           # process groups we started, stopped on exit
 HARNESS_ERRORS=() # problems outside the per-case results, counted as failures
+SHARD_DIRS=()     # per shard (index k = shard k+1): its spec, logs and, until merged, its reports
+SHARD_PORTS=()    # per shard: the port of its peer (role server) or of its fuzzingserver (role client)
+SHARD_RC=()       # per shard: exit status of the process wait_shards waited for
+
+rel() { printf '%s\n' "${1#"$ROOT"/}"; }
 
 group_alive() { # pgid: true while the group has a member that is not a zombie
     local f stat
     for f in /proc/[0-9]*/stat; do
-        read -r stat <"$f" 2>/dev/null || continue
+        { read -r stat <"$f"; } 2>/dev/null || continue # gone since the glob
         stat="${stat##*) }" # "<state> <ppid> <pgrp> ...", after "pid (comm) "
         read -r -a stat <<<"$stat"
         [ "${stat[2]}" = "$1" ] && [ "${stat[0]}" != Z ] && return 0
     done
     return 1
 }
-stop_group() { # pid: TERM the process group led by pid, KILL it after 5s, reap the leader
-    local pid="$1" _
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+stop_groups() { # pid...: TERM the process groups led by the pids, KILL them after 5s, reap the leaders
+    local pid _ alive
+    [ "$#" -gt 0 ] || return 0
+    for pid in "$@"; do
+        kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    done
     for _ in $(seq 50); do
-        group_alive "$pid" || break
+        alive=0
+        for pid in "$@"; do
+            if group_alive "$pid"; then
+                alive=1
+                break
+            fi
+        done
+        [ "$alive" -eq 1 ] || break
         sleep 0.1
     done
-    kill -KILL -- "-$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    for pid in "$@"; do
+        kill -KILL -- "-$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
 }
 cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do stop_group "$pid"; done
+    stop_groups "${PIDS[@]}"
 }
 trap cleanup EXIT
 on_signal() {
     log "stopped by a signal (overall timeout or ^C)"
-    local last
-    last="$(grep -ho 'Running test case ID [^ ]*' "$REPORT_DIR/wstest.log" 2>/dev/null | tail -n 1 || true)"
-    [ -z "$last" ] || log "last case started: ${last#Running test case ID }"
+    local k last
+    for k in "${!SHARD_DIRS[@]}"; do
+        last="$(grep -ho 'Running test case ID [^ ]*' "${SHARD_DIRS[k]}/wstest.log" 2>/dev/null | tail -n 1 || true)"
+        [ -z "$last" ] || log "shard $((k + 1)): last case started: ${last#Running test case ID } (log: $(rel "${SHARD_DIRS[k]}/wstest.log"))"
+    done
     exit 143
 }
 trap on_signal TERM INT
 
-start_bg() { # logfile command...: start command in its own session; sets BG_PID
-    local logfile="$1"
-    shift
+start_bg() { # dir logfile command...: start command in dir, in its own session; sets BG_PID
+    local dir="$1" logfile="$2"
+    shift 2
     # The subshell is not a process-group leader, so setsid(1) calls setsid()
     # itself without forking: $! is the new session's and group's leader.
-    (cd "$ROOT" && exec setsid "$@") >"$logfile" 2>&1 </dev/null &
+    (cd "$dir" && exec setsid "$@") >"$logfile" 2>&1 </dev/null &
     BG_PID=$!
     PIDS+=("$BG_PID")
 }
 
 show_log() { # file: last lines of a peer's log
     [ -s "$1" ] || return 0
-    echo "----- last 30 lines of ${1#"$ROOT"/} -----"
+    echo "----- last 30 lines of $(rel "$1") -----"
     tail -n 30 "$1"
     echo "-----"
 }
@@ -122,7 +151,7 @@ wait_listening() { # pid port name logfile
     while [ "$SECONDS" -lt "$deadline" ]; do
         if ! kill -0 "$pid" 2>/dev/null; then
             show_log "$logfile"
-            abort "$name exited before listening on port $port"
+            abort "$name exited before listening on port $port (see $(rel "$logfile"))"
         fi
         if timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null; then
             return 0
@@ -130,7 +159,32 @@ wait_listening() { # pid port name logfile
         sleep 0.1
     done
     show_log "$logfile"
-    abort "$name did not listen on 127.0.0.1:$port within ${START_TIMEOUT}s (TETHER_AUTOBAHN_START_TIMEOUT)"
+    abort "$name did not listen on 127.0.0.1:$port within ${START_TIMEOUT}s (TETHER_AUTOBAHN_START_TIMEOUT; see $(rel "$logfile"))"
+}
+
+wait_shards() { # what pid...: wait for one process per shard, logging each as it ends; sets SHARD_RC
+    local what="$1" t0=$SECONDS k rc pending
+    shift
+    local -a pids=("$@")
+    SHARD_RC=()
+    pending=${#pids[@]}
+    while [ "$pending" -gt 0 ]; do
+        for k in "${!pids[@]}"; do
+            [ -z "${SHARD_RC[k]:-}" ] || continue
+            kill -0 "${pids[k]}" 2>/dev/null && continue
+            rc=0
+            wait "${pids[k]}" || rc=$?
+            SHARD_RC[k]=$rc
+            pending=$((pending - 1))
+            log "shard $((k + 1)): $what finished after $((SECONDS - t0))s (exit $rc)"
+        done
+        # In the background so that a signal's trap runs at once (and bash does
+        # not report a foreground sleep killed by the overall timeout's TERM).
+        if [ "$pending" -gt 0 ]; then
+            sleep 1 &
+            wait "$!" || true
+        fi
+    done
 }
 
 resolve_bin() {
@@ -163,82 +217,145 @@ DEFAULT_CLIENT_CMD='"$TETHER_BIN" autobahn-client --url ws://127.0.0.1:{port} --
 if [ "$ROLE" = server ]; then
     CMD="${TETHER_ECHO_CMD:-$DEFAULT_ECHO_CMD}"
     [ -n "${TETHER_ECHO_CMD:-}" ] || require_bin "$TETHER_BIN_PATH" TETHER_ECHO_CMD
+    TEMPLATE=fuzzingclient.json
 else
     CMD="${TETHER_AUTOBAHN_CLIENT_CMD:-$DEFAULT_CLIENT_CMD}"
     [ -n "${TETHER_AUTOBAHN_CLIENT_CMD:-}" ] || require_bin "$TETHER_BIN_PATH" TETHER_AUTOBAHN_CLIENT_CMD
+    TEMPLATE=fuzzingserver.json
 fi
 case "$CMD" in *"\$TETHER_BIN"*) log "TETHER_BIN=$TETHER_BIN_PATH" ;; esac
 
 log "installing / checking wstest"
 WSTEST="$(bash "$HERE/install.sh")" || abort "autobahn/install.sh could not provide wstest"
+WSTEST_PYTHON="$(dirname "$WSTEST")/python" # the venv's Python 2.7, for suite_helper.py
 
 rm -rf "$REPORT_DIR"
 mkdir -p "$REPORT_DIR"
-PORT="$(python3 "$HERE/harness.py" free-port)" || abort "could not find a free port"
-CMD="${CMD//\{port\}/$PORT}"
+PORTS_TEXT="$(python3 "$HERE/harness.py" free-ports "$JOBS")" || abort "could not find free ports"
+mapfile -t PORTS <<<"$PORTS_TEXT"
+
+# Split the cases by estimated cost; each shard gets its own spec in shard-K/.
+PLAN="$(python3 "$HERE/harness.py" plan-shards "$HERE/$TEMPLATE" --python "$WSTEST_PYTHON" \
+    --jobs "$JOBS" --ports "$(IFS=,; printf '%s' "${PORTS[*]}")" --outdir "$REPORT_DIR")" \
+    || abort "could not split the cases into shards (autobahn/harness.py plan-shards)"
+while read -r k port ncases est; do
+    SHARD_DIRS+=("$REPORT_DIR/shard-$k")
+    SHARD_PORTS+=("$port")
+    log "shard $k: $ncases cases, about ${est}s of work on the reference machine"
+done <<<"$PLAN"
+NSHARDS=${#SHARD_DIRS[@]}
+if [ "$NSHARDS" -gt 1 ]; then
+    log "running $NSHARDS shards in parallel (TETHER_AUTOBAHN_JOBS=$JOBS); their logs are in $(rel "$REPORT_DIR")/shard-K/"
+else
+    log "running 1 shard (TETHER_AUTOBAHN_JOBS=$JOBS); its logs are in $(rel "$REPORT_DIR")/shard-1/"
+fi
 
 if [ "$ROLE" = server ]; then
-    CONFIG="$REPORT_DIR/fuzzingclient.json"
-    python3 "$HERE/harness.py" render-config "$HERE/fuzzingclient.json" "$CONFIG" --port "$PORT" --outdir "$REPORT_DIR"
+    # One server under test per shard (each on its own port, with its own log),
+    # so that a single-threaded server is no bottleneck however many shards run.
+    SERVER_PIDS=()
+    for k in "${!SHARD_DIRS[@]}"; do
+        dir="${SHARD_DIRS[k]}"
+        shard_cmd="${CMD//\{port\}/${SHARD_PORTS[k]}}"
+        log "shard $((k + 1)): starting the server under test on port ${SHARD_PORTS[k]}: $shard_cmd (log: $(rel "$dir/server-under-test.log"))"
+        start_bg "$ROOT" "$dir/server-under-test.log" bash -c "$shard_cmd"
+        SERVER_PIDS+=("$BG_PID")
+    done
+    for k in "${!SHARD_DIRS[@]}"; do
+        wait_listening "${SERVER_PIDS[k]}" "${SHARD_PORTS[k]}" "shard $((k + 1))'s server under test" \
+            "${SHARD_DIRS[k]}/server-under-test.log"
+    done
 
-    PEER_LOG="$REPORT_DIR/server-under-test.log"
-    log "starting the server under test on port $PORT: $CMD"
-    start_bg "$PEER_LOG" bash -c "$CMD"
-    SERVER_PID=$BG_PID
-    wait_listening "$SERVER_PID" "$PORT" "the server under test" "$PEER_LOG"
-
-    log "running wstest -m fuzzingclient (log: ${REPORT_DIR#"$ROOT"/}/wstest.log)"
-    t0=$SECONDS
-    WSTEST_RC=0
-    (cd "$REPORT_DIR" && exec "$WSTEST" -m fuzzingclient -s "$CONFIG") >"$REPORT_DIR/wstest.log" 2>&1 </dev/null &
-    wait $! || WSTEST_RC=$?
-    log "wstest finished in $((SECONDS - t0))s (exit $WSTEST_RC)"
-    if [ "$WSTEST_RC" -ne 0 ]; then
-        HARNESS_ERRORS+=("wstest -m fuzzingclient exited with status $WSTEST_RC (see ${REPORT_DIR#"$ROOT"/}/wstest.log)")
-        show_log "$REPORT_DIR/wstest.log"
-    fi
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-        SERVER_RC=0
-        wait "$SERVER_PID" || SERVER_RC=$?
-        HARNESS_ERRORS+=("the server under test exited during the run (status $SERVER_RC; see ${PEER_LOG#"$ROOT"/})")
-        show_log "$PEER_LOG"
-    fi
-    stop_group "$SERVER_PID"
+    WSTEST_PIDS=()
+    for k in "${!SHARD_DIRS[@]}"; do
+        dir="${SHARD_DIRS[k]}"
+        log "shard $((k + 1)): running wstest -m fuzzingclient (log: $(rel "$dir/wstest.log"))"
+        start_bg "$dir" "$dir/wstest.log" "$WSTEST" -m fuzzingclient -s "$dir/$TEMPLATE"
+        WSTEST_PIDS+=("$BG_PID")
+    done
+    wait_shards "wstest -m fuzzingclient" "${WSTEST_PIDS[@]}"
+    SHARD_OK=()
+    for k in "${!SHARD_DIRS[@]}"; do
+        dir="${SHARD_DIRS[k]}"
+        SHARD_OK[k]=1
+        if [ "${SHARD_RC[k]}" -ne 0 ]; then
+            SHARD_OK[k]=0
+            HARNESS_ERRORS+=("shard $((k + 1)): wstest -m fuzzingclient exited with status ${SHARD_RC[k]} (see $(rel "$dir/wstest.log"))")
+            show_log "$dir/wstest.log"
+        fi
+        if ! kill -0 "${SERVER_PIDS[k]}" 2>/dev/null; then
+            SHARD_OK[k]=0
+            server_rc=0
+            wait "${SERVER_PIDS[k]}" || server_rc=$?
+            HARNESS_ERRORS+=("shard $((k + 1)): the server under test exited during the run (status $server_rc; see $(rel "$dir/server-under-test.log"))")
+            show_log "$dir/server-under-test.log"
+        fi
+    done
+    stop_groups "${SERVER_PIDS[@]}"
 else
-    CONFIG="$REPORT_DIR/fuzzingserver.json"
-    python3 "$HERE/harness.py" render-config "$HERE/fuzzingserver.json" "$CONFIG" --port "$PORT" --outdir "$REPORT_DIR"
+    FUZZ_PIDS=()
+    for k in "${!SHARD_DIRS[@]}"; do
+        dir="${SHARD_DIRS[k]}"
+        log "shard $((k + 1)): starting wstest -m fuzzingserver on port ${SHARD_PORTS[k]} (log: $(rel "$dir/wstest.log"))"
+        start_bg "$dir" "$dir/wstest.log" "$WSTEST" -m fuzzingserver -s "$dir/$TEMPLATE" --webport 0
+        FUZZ_PIDS+=("$BG_PID")
+    done
+    for k in "${!SHARD_DIRS[@]}"; do
+        wait_listening "${FUZZ_PIDS[k]}" "${SHARD_PORTS[k]}" "shard $((k + 1))'s wstest -m fuzzingserver" \
+            "${SHARD_DIRS[k]}/wstest.log"
+    done
 
-    FUZZ_LOG="$REPORT_DIR/wstest.log"
-    log "starting wstest -m fuzzingserver on port $PORT (log: ${FUZZ_LOG#"$ROOT"/})"
-    start_bg "$FUZZ_LOG" "$WSTEST" -m fuzzingserver -s "$CONFIG" --webport 0
-    FUZZ_PID=$BG_PID
-    wait_listening "$FUZZ_PID" "$PORT" "wstest -m fuzzingserver" "$FUZZ_LOG"
+    # Each driver runs every case its own fuzzingserver has (getCaseCount counts
+    # only the shard's cases, and runCase?case=N is the shard's N-th).
+    DRIVER_PIDS=()
+    for k in "${!SHARD_DIRS[@]}"; do
+        dir="${SHARD_DIRS[k]}"
+        shard_cmd="${CMD//\{port\}/${SHARD_PORTS[k]}}"
+        log "shard $((k + 1)): running the client driver: $shard_cmd (log: $(rel "$dir/client-under-test.log"))"
+        start_bg "$ROOT" "$dir/client-under-test.log" bash -c "$shard_cmd"
+        DRIVER_PIDS+=("$BG_PID")
+    done
+    wait_shards "the client driver" "${DRIVER_PIDS[@]}"
+    SHARD_OK=()
+    for k in "${!SHARD_DIRS[@]}"; do
+        dir="${SHARD_DIRS[k]}"
+        SHARD_OK[k]=1
+        if [ "${SHARD_RC[k]}" -ne 0 ]; then
+            SHARD_OK[k]=0
+            HARNESS_ERRORS+=("shard $((k + 1)): the client driver exited with status ${SHARD_RC[k]} (see $(rel "$dir/client-under-test.log"))")
+            show_log "$dir/client-under-test.log"
+        fi
+        if [ ! -f "$dir/index.json" ]; then
+            log "warning: shard $((k + 1))'s client driver did not request /updateReports?agent=$AGENT; requesting it now"
+        fi
+        # Asked again in any case: it costs little and catches a result recorded
+        # after the driver's own request.
+        if kill -0 "${FUZZ_PIDS[k]}" 2>/dev/null; then
+            if ! python3 "$HERE/harness.py" update-reports --port "${SHARD_PORTS[k]}" --agent "$AGENT" --timeout 120; then
+                SHARD_OK[k]=0
+                HARNESS_ERRORS+=("shard $((k + 1)): could not get the fuzzingserver to write its reports (see $(rel "$dir/wstest.log"))")
+            fi
+        else
+            SHARD_OK[k]=0
+            HARNESS_ERRORS+=("shard $((k + 1)): wstest -m fuzzingserver exited during the run (see $(rel "$dir/wstest.log"))")
+            show_log "$dir/wstest.log"
+        fi
+    done
+    stop_groups "${FUZZ_PIDS[@]}"
+fi
 
-    PEER_LOG="$REPORT_DIR/client-under-test.log"
-    log "running the client driver: $CMD (log: ${PEER_LOG#"$ROOT"/})"
-    t0=$SECONDS
-    CLIENT_RC=0
-    start_bg "$PEER_LOG" bash -c "$CMD"
-    CLIENT_PID=$BG_PID
-    wait "$CLIENT_PID" || CLIENT_RC=$?
-    log "client driver finished in $((SECONDS - t0))s (exit $CLIENT_RC)"
-    if [ "$CLIENT_RC" -ne 0 ]; then
-        HARNESS_ERRORS+=("the client driver exited with status $CLIENT_RC (see ${PEER_LOG#"$ROOT"/})")
-        show_log "$PEER_LOG"
+# --- merge the shards' reports into $REPORT_DIR, which check.py reads ------
+for k in "${!SHARD_DIRS[@]}"; do
+    if [ ! -f "${SHARD_DIRS[k]}/index.json" ] && [ "${SHARD_OK[k]}" -eq 1 ]; then
+        HARNESS_ERRORS+=("shard $((k + 1)) wrote no report (see $(rel "${SHARD_DIRS[k]}/wstest.log"))")
     fi
-    if [ ! -f "$REPORT_DIR/index.json" ]; then
-        log "warning: the client driver did not request /updateReports?agent=$AGENT; requesting it now"
-    fi
-    # Asked again in any case: it costs little and catches a result recorded
-    # after the driver's own request.
-    if kill -0 "$FUZZ_PID" 2>/dev/null; then
-        python3 "$HERE/harness.py" update-reports --port "$PORT" --agent "$AGENT" --timeout 120 \
-            || HARNESS_ERRORS+=("could not get the fuzzingserver to write its reports (see ${FUZZ_LOG#"$ROOT"/})")
-    else
-        HARNESS_ERRORS+=("wstest -m fuzzingserver exited during the run (see ${FUZZ_LOG#"$ROOT"/})")
-        show_log "$FUZZ_LOG"
-    fi
-    stop_group "$FUZZ_PID"
+done
+MERGE_RC=0
+MERGE_OUT="$(python3 "$HERE/harness.py" merge-reports --outdir "$REPORT_DIR" --python "$WSTEST_PYTHON" \
+    "${SHARD_DIRS[@]}")" || MERGE_RC=$?
+if [ "$MERGE_RC" -ne 0 ]; then
+    [ -n "$MERGE_OUT" ] || MERGE_OUT="could not merge the shards' reports (autobahn/harness.py merge-reports exited with status $MERGE_RC)"
+    while IFS= read -r line; do HARNESS_ERRORS+=("$line"); done <<<"$MERGE_OUT"
 fi
 
 check
