@@ -79,8 +79,7 @@ use tether_proto::handshake::Request;
 
 use crate::server::{
     Accept, BoxError, CapPermit, Chosen, Pending, PreparedHandler, RateLimit, Reject, Server,
-    Socket, accept_response, http_response, negotiate_deflate, no_upgrade, peer_of,
-    upgrade_request,
+    Socket, http_response, no_upgrade, peer_of, upgrade_request,
 };
 use crate::transport::{CaughtCloseCodes, next_connection_id};
 
@@ -185,18 +184,16 @@ impl WebSocketUpgrade {
             protocol,
             headers: Vec::new(),
         };
-        let deflate = negotiate_deflate(&request, &parts.config.transport);
-        let response = accept_response(&request, &accept, deflate.as_ref());
-        server.start_upgraded(Pending {
+        let pending = Pending {
             on_upgrade,
             chosen,
-            protocol: accept.protocol,
-            deflate: deflate.map(|answer| answer.params),
             peer,
             id: next_connection_id(),
             permit,
-        });
-        response.map(Body::new)
+        };
+        server
+            .start_upgraded(&request, accept, pending)
+            .map(Body::new)
     }
 }
 

@@ -30,15 +30,11 @@ mod socket;
 mod tls;
 
 #[cfg(feature = "hyper")]
-pub(crate) use accept::negotiate_deflate;
-#[cfg(feature = "hyper")]
 pub(crate) use limits::CapPermit;
 #[cfg(feature = "hyper")]
 pub(crate) use serve::Chosen;
 #[cfg(feature = "hyper")]
-pub(crate) use service::{
-    Pending, accept_response, http_response, no_upgrade, peer_of, upgrade_request,
-};
+pub(crate) use service::{Pending, http_response, no_upgrade, peer_of, upgrade_request};
 
 pub use accept::{Accept, Reject, ServerConfig, accept};
 pub use app_error::{AppError, BoxError, ErrorAction};

@@ -158,7 +158,7 @@ pub(crate) fn http_response(answer: HttpResponse, version: Version) -> Response<
 
 /// The answer accepting `request`: 101 with `Sec-WebSocket-Accept` over HTTP/1.1, 200 over
 /// HTTP/2 (RFC 8441 section 5), with the chosen subprotocol and the decision's headers.
-pub(crate) fn accept_response(
+fn accept_response(
     request: &Request,
     accept: &Accept,
     deflate: Option<&NegotiatedResponse>,
@@ -210,23 +210,29 @@ pub(crate) fn no_upgrade(version: Version) -> Response<ResponseBody> {
 pub(crate) struct Pending {
     pub(crate) on_upgrade: OnUpgrade,
     pub(crate) chosen: Chosen,
-    pub(crate) protocol: Option<String>,
-    pub(crate) deflate: Option<DeflateParams>,
     pub(crate) peer: SocketAddr,
     pub(crate) id: u64,
     pub(crate) permit: CapPermit,
 }
 
 impl<S: Clone + Send + Sync + 'static> Server<S> {
-    /// Spawns the connection: waits (within the handshake timeout) for the HTTP stack to
-    /// send the answer and hand over the I/O, then runs the session.
-    pub(crate) fn start_upgraded(&self, pending: Pending) {
+    /// Accepts `request` as `accept` says: negotiates permessage-deflate, spawns the
+    /// connection (it waits, within the handshake timeout, for the HTTP stack to send the
+    /// answer and hand over the I/O, then runs the session) and returns the answer.
+    pub(crate) fn start_upgraded(
+        &self,
+        request: &Request,
+        accept: Accept,
+        pending: Pending,
+    ) -> Response<ResponseBody> {
+        let answer = negotiate_deflate(request, &self.parts().config.transport);
+        let response = accept_response(request, &accept, answer.as_ref());
+        let protocol = accept.protocol;
+        let deflate: Option<DeflateParams> = answer.map(|answer| answer.params);
         let timeout = self.parts().config.handshake_timeout;
         let Pending {
             on_upgrade,
             chosen,
-            protocol,
-            deflate,
             peer,
             id,
             permit,
@@ -256,6 +262,7 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
             run_session(&inner, ws, chosen, peer).await;
             drop(permit);
         });
+        response
     }
 
     /// Answers one request from an HTTP stack: an upgrade this server accepts (the
@@ -295,18 +302,14 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
         let Some(on_upgrade) = parts.extensions.remove::<OnUpgrade>() else {
             return no_upgrade(version);
         };
-        let deflate = negotiate_deflate(&upgrade, &server.config.transport);
-        let response = accept_response(&upgrade, &accept, deflate.as_ref());
-        self.start_upgraded(Pending {
+        let pending = Pending {
             on_upgrade,
             chosen,
-            protocol: accept.protocol,
-            deflate: deflate.map(|answer| answer.params),
             peer,
             id,
             permit,
-        });
-        response
+        };
+        self.start_upgraded(&upgrade, accept, pending)
     }
 }
 
