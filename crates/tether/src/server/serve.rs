@@ -29,7 +29,7 @@ use super::builder::{ServerBuilder, ServerParts};
 use super::context::ConnContext;
 use super::extract::{PreparedHandler, RequestContext};
 use super::http::{HttpRequest, HttpResponse};
-use super::limits::RateLimit;
+use super::limits::{CapPermit, RateLimit};
 use super::session::{CatchUnwind, finish, panic_message};
 use super::socket::Socket;
 use super::{Accept, Reject};
@@ -399,6 +399,23 @@ async fn connection<S: Clone + Send + Sync + 'static>(
     id: u64,
     _guard: LiveGuard<S>,
 ) {
+    // Boxed: the handshake's state (the request, the buffers, the answer) is let go when it
+    // ends instead of sizing the task for the connection's whole life.
+    let Some((ws, chosen, permit)) = Box::pin(handshake(&inner, stream, peer, id)).await else {
+        return;
+    };
+    run_session(&inner, ws, chosen, peer).await;
+    drop(permit);
+}
+
+/// The opening handshake of one connection: the connection caps, routing, guards and the
+/// answer, or a plain HTTP route's response. `None` when no WebSocket came out of it.
+async fn handshake<S: Clone + Send + Sync + 'static>(
+    inner: &Inner<S>,
+    stream: BoxIo,
+    peer: SocketAddr,
+    id: u64,
+) -> Option<(WebSocket, Chosen, CapPermit)> {
     let parts = &inner.parts;
     let permit = parts.caps.acquire(peer.ip());
     let mut chosen = None;
@@ -427,16 +444,15 @@ async fn connection<S: Clone + Send + Sync + 'static>(
         Ok(upgraded) => upgraded,
         Err(_) if served_http.is_some() => {
             tracing::debug!(status = served_http, "served a plain HTTP request");
-            return;
+            return None;
         }
         Err(error) => {
             log_handshake_failure(&error);
-            return;
+            return None;
         }
     };
-    let Some(chosen) = chosen else {
-        return;
-    };
+    let chosen = chosen?;
+    let permit = permit.ok()?;
     // The request is not needed after the handshake: let it go with the rest.
     let ws = WebSocket::new(
         upgraded.stream,
@@ -447,18 +463,21 @@ async fn connection<S: Clone + Send + Sync + 'static>(
     )
     .with_protocol(upgraded.protocol)
     .with_deflate(upgraded.deflate);
-    run_session(&inner, ws, chosen, peer).await;
-    drop(permit);
+    Some((ws, chosen, permit))
 }
 
 /// Runs an upgraded connection: registers its sender for shutdown, runs the handler with
 /// panics caught, applies the error contract to its result and finishes the close.
-pub(super) async fn run_session<S>(
+///
+/// The setup runs here and now; the future returned holds only what the handler's life
+/// needs (an `async fn` would keep its arguments and their moved copies side by side in
+/// every connection's task).
+pub(super) fn run_session<S>(
     inner: &Inner<S>,
     ws: WebSocket,
     chosen: Chosen,
     peer: SocketAddr,
-) {
+) -> impl Future<Output = ()> + Send + 'static {
     let Chosen {
         handler,
         rate_limit,
@@ -475,10 +494,6 @@ pub(super) async fn run_session<S>(
         }
         inner.shutting_down.load(Ordering::SeqCst)
     };
-    if shutting_down {
-        let _ = sender.close_frame(going_away()).await;
-    }
-    tracing::debug!("connection open");
     let ctx = Arc::new(ConnContext {
         id,
         peer,
@@ -487,8 +502,18 @@ pub(super) async fn run_session<S>(
         parked: Mutex::new(None),
     });
     let socket = Socket::new(ws, Arc::clone(&ctx), rate_limit);
-    let outcome = CatchUnwind((handler.0)(socket)).await;
-    finish(&ctx, &sender, outcome).await;
+    // Calling the handler only makes its future: nothing of it runs before it is polled.
+    let handler = (handler.0)(socket);
+    async move {
+        if shutting_down {
+            let _ = Box::pin(sender.close_frame(going_away())).await;
+        }
+        tracing::debug!("connection open");
+        let outcome = CatchUnwind(handler).await;
+        // Boxed: the close runs once, at the end; its state need not size the connection's
+        // task while the handler runs.
+        Box::pin(finish(&ctx, &sender, outcome)).await;
+    }
 }
 
 /// Routing, `Origin`, guards and extractors, on the upgrade request: the answer and what

@@ -158,3 +158,42 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
+
+#[cfg(test)]
+mod footprint {
+    //! Every open connection's task holds a `WebSocket` and, most of its life, the future of
+    //! a `recv` or a `send`: their sizes are idle memory. tokio rounds a task up to 128-byte
+    //! steps, so a few bytes more can cost a whole step for every connection.
+
+    use std::mem::size_of_val;
+
+    use tether_proto::Role;
+
+    use super::{Config, WebSocket};
+    use crate::Message;
+
+    #[tokio::test]
+    async fn the_futures_of_recv_and_send_stay_small() {
+        let (stream, _peer) = tokio::io::duplex(64);
+        let mut ws =
+            WebSocket::from_upgraded(stream, Role::Server, Config::default(), Default::default());
+        assert!(
+            size_of_val(&ws) <= 128,
+            "WebSocket: {} bytes",
+            size_of_val(&ws)
+        );
+        let send = ws.send(Message::text("x"));
+        assert!(
+            size_of_val(&send) <= 72,
+            "send: {} bytes",
+            size_of_val(&send)
+        );
+        drop(send);
+        let recv = ws.recv();
+        assert!(
+            size_of_val(&recv) <= 56,
+            "recv: {} bytes",
+            size_of_val(&recv)
+        );
+    }
+}

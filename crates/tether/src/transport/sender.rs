@@ -36,6 +36,9 @@ const VECTORED_PAYLOAD_MIN: usize = 16 * 1024;
 /// bound.
 const FEED_WRITE_THRESHOLD: usize = 64 * 1024;
 
+/// The slow part of a write, boxed (see [`Shared::finish_within_timeout`]).
+type SlowWrite<'a> = Pin<Box<dyn Future<Output = Result<(), WriteError>> + Send + 'a>>;
+
 /// Whether a frame must go out now or may wait in the outbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Flush {
@@ -163,24 +166,26 @@ impl Shared {
     where
         F: FnOnce(&mut Proto, Option<[u8; 4]>, &mut BytesMut) -> Result<Option<Bytes>, SendError>,
     {
-        let pending = {
-            let mut writer = self.writer();
-            self.encode_into(&mut writer, encode)?;
-            match self.next_step(&mut writer, flush) {
-                Ok(Some(pending)) => pending,
-                Ok(None) => return Ok(()),
-                Err(error) => return Err(error),
-            }
-        };
-        self.finish_within_timeout(pending).await
+        match self.start_write(flush, encode)? {
+            Some(pending) => self.finish_within_timeout(pending).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The part of a write that never waits: queues the frame and writes what the socket
+    /// takes. `Some` when the rest must be finished by [`Shared::finish_within_timeout`].
+    fn start_write<F>(&self, flush: Flush, encode: F) -> Result<Option<Pending>, WriteError>
+    where
+        F: FnOnce(&mut Proto, Option<[u8; 4]>, &mut BytesMut) -> Result<Option<Bytes>, SendError>,
+    {
+        let mut writer = self.writer();
+        self.encode_into(&mut writer, encode)?;
+        self.next_step(&mut writer, flush)
     }
 
     /// The slow part of a write, boxed so that the future of every write stays small, and
     /// bounded by the write timeout when one is set.
-    fn finish_within_timeout(
-        &self,
-        pending: Pending,
-    ) -> Pin<Box<dyn Future<Output = Result<(), WriteError>> + Send + '_>> {
+    fn finish_within_timeout(&self, pending: Pending) -> SlowWrite<'_> {
         match self.config.write_timeout {
             None => Box::pin(self.finish(pending)),
             Some(timeout) => Box::pin(async move {
@@ -397,35 +402,14 @@ impl Sender {
             .map_err(|error| error.into_error(None))
     }
 
-    /// The one future behind `send` and `feed`, kept flat (no nested async layers, each of
-    /// which would keep its own copy of the message) so that a connection's task stays small.
-    async fn send_with(&self, message: Message, flush: Flush) -> Result<(), Error> {
-        let server = self.shared.role == Role::Server;
-        let encode = |proto: &mut Proto, mask, out: &mut BytesMut| {
-            let shared = proto.conn.shared_compression_key(&message);
-            if let Some(compressed) =
-                shared.and_then(|key| Some((precompressed::lookup(message.payload(), key)?, key)))
-            {
-                let (payload, key) = compressed;
-                proto
-                    .conn
-                    .encode_compressed(&message, &payload, key, mask, out)
-                    .map(|()| None)
-            } else if server
-                && message.len() >= VECTORED_PAYLOAD_MIN
-                && !proto.conn.compresses(&message)
-            {
-                proto.conn.encode_message_header(&message, out)?;
-                Ok(Some(message.payload().clone()))
-            } else {
-                proto
-                    .conn
-                    .encode_message(&message, mask, out)
-                    .map(|()| None)
-            }
-        };
-        let result = self.shared.write_with(flush, encode).await;
-        result.map_err(|error| error.into_error(Some(message)))
+    /// The one future behind `send` and `feed`.
+    fn send_with(&self, message: Message, flush: Flush) -> SendFuture<'_> {
+        SendFuture {
+            shared: &self.shared,
+            message: Some(message),
+            flush,
+            slow: None,
+        }
     }
 
     /// When this connection compresses `message` with no context, the `(window, level)`
@@ -491,5 +475,76 @@ impl Sender {
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+}
+
+/// The future of [`Sender::send`] and [`Sender::feed`], written by hand so that it is as small
+/// as its state: a connection's task holds one for as long as it sends, and an `async fn` here
+/// would keep the message, the encoder and the write's state side by side. The first poll
+/// queues the frame and writes what the socket takes (the common case ends there); a write
+/// that must wait continues in the boxed slow path.
+struct SendFuture<'a> {
+    shared: &'a Shared,
+    /// Kept until the end: a refused send gives it back in its error.
+    message: Option<Message>,
+    flush: Flush,
+    slow: Option<SlowWrite<'a>>,
+}
+
+impl Future for SendFuture<'_> {
+    type Output = Result<(), Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if this.slow.is_none() {
+            let Some(message) = this.message.as_ref() else {
+                // Polled after it finished.
+                return Poll::Ready(Ok(()));
+            };
+            let server = this.shared.role == Role::Server;
+            let encode = |proto: &mut Proto, mask, out: &mut BytesMut| {
+                encode_message(proto, message, server, mask, out)
+            };
+            match this.shared.start_write(this.flush, encode) {
+                Ok(None) => {
+                    this.message = None;
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(Some(pending)) => this.slow = Some(this.shared.finish_within_timeout(pending)),
+                Err(error) => return Poll::Ready(Err(error.into_error(this.message.take()))),
+            }
+        }
+        let Some(slow) = this.slow.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let result = ready!(slow.as_mut().poll(cx));
+        this.slow = None;
+        let message = this.message.take();
+        Poll::Ready(result.map_err(|error| error.into_error(message)))
+    }
+}
+
+/// Encodes `message` into the outbox, or hands back its payload to be written after the
+/// header (a server's large payload), or uses the payload a broadcast compressed once.
+fn encode_message(
+    proto: &mut Proto,
+    message: &Message,
+    server: bool,
+    mask: Option<[u8; 4]>,
+    out: &mut BytesMut,
+) -> Result<Option<Bytes>, SendError> {
+    let shared = proto.conn.shared_compression_key(message);
+    if let Some((payload, key)) =
+        shared.and_then(|key| Some((precompressed::lookup(message.payload(), key)?, key)))
+    {
+        proto
+            .conn
+            .encode_compressed(message, &payload, key, mask, out)
+            .map(|()| None)
+    } else if server && message.len() >= VECTORED_PAYLOAD_MIN && !proto.conn.compresses(message) {
+        proto.conn.encode_message_header(message, out)?;
+        Ok(Some(message.payload().clone()))
+    } else {
+        proto.conn.encode_message(message, mask, out).map(|()| None)
     }
 }

@@ -173,8 +173,9 @@ impl WebSocket {
                 return Ok(None);
             };
             let mut liveness = self.liveness.as_deref_mut();
-            let polled = poll_fn(|cx| poll_event(reader, liveness.as_deref_mut(), cx)).await;
-            match polled {
+            // Matched in place, so the event is not kept in the future across the heartbeat
+            // step below.
+            match poll_fn(|cx| poll_event(reader, liveness.as_deref_mut(), cx)).await {
                 Polled::Message(message) => {
                     // The clock is read only when the idle or read timeout needs it.
                     if let Some(liveness) = self.liveness.as_mut() {
@@ -184,17 +185,16 @@ impl WebSocket {
                     }
                     return Ok(Some(message));
                 }
-                Polled::Tick => {
-                    // Boxed: the rare heartbeat step (a ping, a close) would otherwise
-                    // make every idle connection's task as large as its biggest state.
-                    if let Some(error) = Box::pin(self.on_tick()).await {
-                        return Err(error);
-                    }
-                }
                 Polled::End(error) => {
                     reader.end_reported = true;
                     return self.on_end(error);
                 }
+                Polled::Tick => {}
+            }
+            // Boxed: the rare heartbeat step (a ping, a close) would otherwise make every
+            // idle connection's task as large as its biggest state.
+            if let Some(error) = Box::pin(self.on_tick()).await {
+                return Err(error);
             }
         }
     }
