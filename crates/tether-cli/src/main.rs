@@ -1,12 +1,14 @@
 //! The `tether` command-line tool: `serve` (the demo chat), `connect` (a wscat-like client),
 //! `codes` (the error-code registry), an echo server for conformance and benchmarks, the
-//! Autobahn TestSuite client driver, and the load generator.
+//! Autobahn TestSuite client driver, the load generator, and a proxy that injects network
+//! faults.
 
 mod autobahn;
 mod bench;
 mod codes;
 mod connect;
 mod echo;
+mod proxy;
 mod serve;
 
 use std::net::SocketAddr;
@@ -41,6 +43,8 @@ enum Command {
     /// Print the close codes and application error codes: what each means, whether the
     /// connection survives it and whether a client should retry.
     Codes(codes::CodesArgs),
+    /// Proxy TCP to a server while injecting network faults, changed at runtime over HTTP.
+    Proxy(proxy::ProxyArgs),
 }
 
 /// Parses a listen address such as `127.0.0.1:9001`.
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Codes(args) => codes::run(&args),
+        Command::Proxy(args) => proxy::run(&args),
         // Its own exit statuses: 0 normal, 1 terminal error, 3 retryable error.
         Command::Connect(args) => return connect::run(&args),
     };

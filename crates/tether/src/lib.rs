@@ -27,6 +27,9 @@
 //! - The protocol types that public signatures use are here too: [`Role`], [`Limits`],
 //!   [`ProtocolError`], [`HandshakeError`] and the upgrade [`Request`]; no other crate is
 //!   needed to name them.
+//! - `testing::FaultProxy` (feature `testing`) is a TCP proxy that injects latency,
+//!   throttling, resets, black holes and refused connections between a client and a server,
+//!   to test how both survive bad networks.
 //!
 //! ## One way to do each thing
 //!
@@ -37,6 +40,19 @@
 //! | receive | `while let Some(message) = ws.recv().await? { .. }`: `Ok(None)` is a normal end |
 //! | send | `ws.send(message)`, or `ws.sender()` for other tasks |
 //! | close | `ws.close(code, reason)`: idempotent; how it ended is `ws.close_info()` |
+//!
+//! ## Features
+//!
+//! | Feature | Adds |
+//! | --- | --- |
+//! | `json` (default) | `Socket::send_json`; the runner reads `retry_after_ms` from error messages |
+//! | `tls` (default) | `wss://` with rustls and the web PKI roots |
+//! | `native-roots` | the operating system's certificate store for `wss://` |
+//! | `blocking` | `tether::blocking`: the client for threads |
+//! | `redis` | `hub::RedisBackplane`: broadcasts between nodes through Redis |
+//! | `hyper` | `Server` as a tower and hyper `Service` (HTTP/1.1 upgrades, HTTP/2 extended CONNECT) |
+//! | `axum` | `tether::axum`: the `WebSocketUpgrade` extractor |
+//! | `testing` | `tether::testing`: `FaultProxy`, network faults on demand, and its HTTP control API |
 //!
 #![doc = include_str!("../docs/error-handling.md")]
 //!
@@ -53,6 +69,8 @@ pub mod error_message;
 pub mod hub;
 mod mask_keys;
 pub mod server;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod transport;
 
 pub use error::{BadStatus, Error, ErrorKind, TimeoutPhase};
