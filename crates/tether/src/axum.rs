@@ -79,7 +79,7 @@ use tether_proto::handshake::Request;
 
 use crate::server::{
     Accept, BoxError, CapPermit, Chosen, Pending, PreparedHandler, RateLimit, Reject, Server,
-    Socket, http_response, no_upgrade, peer_of, upgrade_request,
+    Socket, handler_future, http_response, no_upgrade, peer_of, upgrade_request,
 };
 use crate::transport::{CaughtCloseCodes, next_connection_id};
 
@@ -163,9 +163,7 @@ impl WebSocketUpgrade {
         let parts = server.parts();
         let route = request.path().split(['?', '#']).next().unwrap_or_default();
         let chosen = Chosen {
-            handler: PreparedHandler(Box::new(move |socket| {
-                Box::pin(async move { handler(socket).await.map_err(Into::into) })
-            })),
+            handler: PreparedHandler(Box::new(move |socket| handler_future(handler(socket)))),
             config: match caught {
                 // An override costs this connection its own copy of the settings.
                 Some(caught) => Arc::new(

@@ -15,6 +15,7 @@ pub(crate) struct ConnContext {
     pub(crate) route: Arc<str>,
     pub(crate) settings: Arc<Settings>,
     /// Where the socket leaves its receive loop when it is dropped, so the server can
-    /// finish the close handshake after the handler returns.
-    pub(crate) parked: Mutex<Option<Reader>>,
+    /// finish the close handshake after the handler returns (boxed: it is there only at the
+    /// end).
+    pub(crate) parked: Mutex<Option<Box<Reader>>>,
 }

@@ -147,6 +147,38 @@ impl<S: Clone + Send + Sync + 'static> FromRequest<S> for State<S> {
 /// The future a prepared handler runs.
 pub(crate) type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send>>;
 
+/// A handler's future, its error made a [`BoxError`]. Made from the future the handler
+/// returned, boxed as it is: an `async` wrapper would hold that future twice (once captured,
+/// once awaited), and it lives as long as the connection.
+pub(crate) fn handler_future<F, E>(future: F) -> HandlerFuture
+where
+    F: Future<Output = Result<(), E>> + Send + 'static,
+    E: Into<BoxError>,
+{
+    Box::pin(IntoBoxError(Box::pin(future)))
+}
+
+/// See [`handler_future`].
+struct IntoBoxError<F>(Pin<Box<F>>);
+
+impl<F, E> Future for IntoBoxError<F>
+where
+    F: Future<Output = Result<(), E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<(), BoxError>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        self.0
+            .as_mut()
+            .poll(cx)
+            .map(|result| result.map_err(Into::into))
+    }
+}
+
 /// A handler with its arguments extracted, waiting for the upgraded socket.
 pub(crate) type Prepared = Box<dyn FnOnce(Socket) -> HandlerFuture + Send>;
 
@@ -192,7 +224,7 @@ macro_rules! impl_handler {
                 $(let $arg = $arg::from_request(cx)?;)*
                 let handler = self.clone();
                 Ok(PreparedHandler(Box::new(move |socket| {
-                    Box::pin(async move { handler(socket, $($arg,)*).await.map_err(Into::into) })
+                    handler_future(handler(socket, $($arg,)*))
                 })))
             }
         }

@@ -29,11 +29,13 @@ mod socket;
 #[cfg(feature = "tls")]
 mod tls;
 
-#[cfg(feature = "hyper")]
+#[cfg(feature = "axum")]
+pub(crate) use extract::handler_future;
+#[cfg(feature = "axum")]
 pub(crate) use limits::CapPermit;
-#[cfg(feature = "hyper")]
+#[cfg(feature = "axum")]
 pub(crate) use serve::Chosen;
-#[cfg(feature = "hyper")]
+#[cfg(feature = "axum")]
 pub(crate) use service::{Pending, http_response, no_upgrade, peer_of, upgrade_request};
 
 pub use accept::{Accept, Reject, ServerConfig, accept};

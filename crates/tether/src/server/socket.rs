@@ -30,6 +30,14 @@ use crate::transport::{CloseInfo, CloseReason, WebSocket};
 /// `WebSocket::recv` on the socket explicitly would skip the rate limit).
 #[derive(Debug)]
 pub struct Socket {
+    /// Boxed: a handler's `async fn` keeps its arguments twice in its future (as given and as
+    /// moved into its body), for the connection's whole life; a pointer costs 8 bytes twice.
+    inner: Box<Parts>,
+}
+
+/// What a [`Socket`] holds.
+#[derive(Debug)]
+struct Parts {
     ws: WebSocket,
     limiter: Option<RateLimiter>,
     ctx: Arc<ConnContext>,
@@ -39,20 +47,22 @@ impl Deref for Socket {
     type Target = WebSocket;
 
     fn deref(&self) -> &WebSocket {
-        &self.ws
+        &self.inner.ws
     }
 }
 
 impl DerefMut for Socket {
     fn deref_mut(&mut self) -> &mut WebSocket {
-        &mut self.ws
+        &mut self.inner.ws
     }
 }
 
 impl Socket {
     pub(crate) fn new(ws: WebSocket, ctx: Arc<ConnContext>, rate_limit: Option<RateLimit>) -> Self {
         let limiter = rate_limit.map(|limit| RateLimiter::new(limit, Instant::now()));
-        Self { ws, limiter, ctx }
+        Self {
+            inner: Box::new(Parts { ws, limiter, ctx }),
+        }
     }
 
     /// Receives the next message: as [`WebSocket::recv`], and messages refused by the rate
@@ -68,37 +78,48 @@ impl Socket {
     /// after a close for sustained rate-limit abuse (1008).
     pub async fn recv(&mut self) -> Result<Option<Message>, Error> {
         loop {
-            let Some(message) = self.ws.recv().await? else {
+            let Some(message) = self.inner.ws.recv().await? else {
                 return Ok(None);
             };
-            let Some(limiter) = self.limiter.as_mut() else {
+            let Some(limiter) = self.inner.limiter.as_mut() else {
                 return Ok(Some(message));
             };
-            match limiter.check(Instant::now()) {
-                Verdict::Allow => return Ok(Some(message)),
-                Verdict::Reject(wait) => {
-                    let counters = &self.ctx.settings.rate_limited;
-                    counters.messages.fetch_add(1, Ordering::Relaxed);
-                    counters
-                        .bytes
-                        .fetch_add(message.len() as u64, Ordering::Relaxed);
-                    let mut error = AppError::rate_limited("Rate limit exceeded", wait);
-                    if let Some(id) = self.request_id_of(&message) {
-                        error = error.with_request_id(id);
-                    }
-                    // A send that fails means the connection is ending; recv says so next.
-                    // Boxed, as every rare step of `recv`: it keeps the handler's task small.
-                    let _ = Box::pin(self.send_error(error)).await;
+            let verdict = limiter.check(Instant::now());
+            if let Verdict::Allow = verdict {
+                return Ok(Some(message));
+            }
+            // Boxed, as every rare step of `recv`: it keeps the handler's task small.
+            Box::pin(self.refuse(message, verdict)).await?;
+        }
+    }
+
+    /// A message over the rate limit: answered with a 4005 error message, or, on sustained
+    /// abuse, the connection closed with 1008 (the error says so).
+    async fn refuse(&mut self, message: Message, verdict: Verdict) -> Result<(), Error> {
+        let counters = &self.inner.ctx.settings.rate_limited;
+        match verdict {
+            Verdict::Allow => Ok(()),
+            Verdict::Reject(wait) => {
+                counters.messages.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .bytes
+                    .fetch_add(message.len() as u64, Ordering::Relaxed);
+                let mut error = AppError::rate_limited("Rate limit exceeded", wait);
+                if let Some(id) = self.request_id_of(&message) {
+                    error = error.with_request_id(id);
                 }
-                Verdict::Abuse => {
-                    let counters = &self.ctx.settings.rate_limited;
-                    counters.closes.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!("closing: the client keeps exceeding the rate limit");
-                    let frame = CloseFrame::new(CloseCode::POLICY_VIOLATION, "rate limit exceeded");
-                    let _ = Box::pin(self.ws.close_frame(frame.clone())).await;
-                    let info = CloseInfo::new(Side::Local, CloseReason::Frame(frame));
-                    return Err(Error::disconnected(info));
-                }
+                drop(message);
+                // A send that fails means the connection is ending; recv says so next.
+                let _ = self.send_error(error).await;
+                Ok(())
+            }
+            Verdict::Abuse => {
+                counters.closes.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("closing: the client keeps exceeding the rate limit");
+                let frame = CloseFrame::new(CloseCode::POLICY_VIOLATION, "rate limit exceeded");
+                let _ = self.inner.ws.close_frame(frame.clone()).await;
+                let info = CloseInfo::new(Side::Local, CloseReason::Frame(frame));
+                Err(Error::disconnected(info))
             }
         }
     }
@@ -116,7 +137,7 @@ impl Socket {
         let text = serde_json::to_string(value).map_err(|error| {
             Error::from(std::io::Error::new(std::io::ErrorKind::InvalidData, error))
         })?;
-        self.ws.send(Message::text(text)).await
+        self.inner.ws.send(Message::text(text)).await
     }
 
     /// Sends `error` as a structured error message
@@ -128,10 +149,10 @@ impl Socket {
     /// # Errors
     /// As [`WebSocket::send`].
     pub async fn send_error(&self, error: AppError) -> Result<(), Error> {
-        let sender = self.ws.sender();
+        let sender = self.inner.ws.sender();
         deliver(
             &sender,
-            &self.ctx,
+            &self.inner.ctx,
             Outcome::Message(error),
             Then::KeepOpen,
             String::new,
@@ -152,43 +173,44 @@ impl Socket {
         E: Into<BoxError>,
     {
         let error = error.into();
-        let outcome = self.ctx.settings.error_handlers.outcome(&*error);
-        let sender = self.ws.sender();
-        let closed = deliver(&sender, &self.ctx, outcome, Then::KeepOpen, || {
+        let outcome = self.inner.ctx.settings.error_handlers.outcome(&*error);
+        let sender = self.inner.ws.sender();
+        let closed = deliver(&sender, &self.inner.ctx, outcome, Then::KeepOpen, || {
             error_chain(&*error)
         })
         .await?;
         if closed.is_some() {
             // Finish the close handshake our close started.
-            self.ws.finish_close().await?;
+            self.inner.ws.finish_close().await?;
         }
         Ok(())
     }
 
     /// The client's address.
     pub fn peer(&self) -> SocketAddr {
-        self.ctx.peer
+        self.inner.ctx.peer
     }
 
     /// The route pattern that matched, e.g. `/ws/rooms/{room}`.
     pub fn route(&self) -> &str {
-        &self.ctx.route
+        &self.inner.ctx.route
     }
 
     /// The request id the server's request-id function finds in `message` (for JSON
     /// protocols, usually its `id` field), if any.
     pub fn request_id_of(&self, message: &Message) -> Option<String> {
-        (self.ctx.settings.request_id)(message)
+        (self.inner.ctx.settings.request_id)(message)
     }
 
     /// Takes the receive loop back (the server's driver finishes the close with it).
     fn park(&mut self) {
-        if let Some(reader) = self.ws.take_reader() {
+        if let Some(reader) = self.inner.ws.take_reader() {
             *self
+                .inner
                 .ctx
                 .parked
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner) = Some(reader);
+                .unwrap_or_else(PoisonError::into_inner) = Some(Box::new(reader));
         }
     }
 }
