@@ -1,13 +1,14 @@
 //! The `tether` command-line tool: `serve` (the demo chat), `connect` (a wscat-like client),
-//! `codes` (the error-code registry), an echo server for conformance and benchmarks, the
-//! Autobahn TestSuite client driver, the load generator, and a proxy that injects network
-//! faults.
+//! `codes` (the error-code registry), `probe` (checks any server's error handling), an echo
+//! server for conformance and benchmarks, the Autobahn TestSuite client driver, the load
+//! generator, and a proxy that injects network faults.
 
 mod autobahn;
 mod bench;
 mod codes;
 mod connect;
 mod echo;
+mod probe;
 mod proxy;
 mod serve;
 
@@ -45,6 +46,8 @@ enum Command {
     Codes(codes::CodesArgs),
     /// Proxy TCP to a server while injecting network faults, changed at runtime over HTTP.
     Proxy(proxy::ProxyArgs),
+    /// Check how any WebSocket server handles bad handshakes, bad frames, limits and floods.
+    Probe(probe::ProbeArgs),
 }
 
 /// Parses a listen address such as `127.0.0.1:9001`.
@@ -67,7 +70,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // `connect` says itself what happens; the library's own warnings would repeat it.
     init_logging(match cli.command {
-        Command::Connect(_) => "error",
+        Command::Connect(_) | Command::Probe(_) => "error",
         _ => "info",
     });
     let result = match cli.command {
@@ -79,6 +82,8 @@ fn main() -> ExitCode {
         Command::Proxy(args) => proxy::run(&args),
         // Its own exit statuses: 0 normal, 1 terminal error, 3 retryable error.
         Command::Connect(args) => return connect::run(&args),
+        // 0 nothing failed, 1 a check failed, 2 a usage error.
+        Command::Probe(args) => return probe::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
