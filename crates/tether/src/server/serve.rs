@@ -227,9 +227,23 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
     fn spawn_connection(&self, stream: TcpStream, peer: SocketAddr) {
         let id = next_connection_id();
         self.spawn_tracked(id, peer, move |inner, guard| async move {
-            if let Some(stream) = secure(&inner, stream).await {
-                connection(inner, stream, peer, id, guard).await;
-            }
+            // Boxed: a TLS handshake's state need not size the task for the connection's life.
+            let stream = match secure_now(&inner, stream) {
+                Ok(stream) => stream,
+                Err(stream) => match Box::pin(secure(&inner, stream)).await {
+                    Some(stream) => stream,
+                    None => return,
+                },
+            };
+            // The rest as in `connection`, inline: a nested future would keep a second copy of
+            // what this one captured.
+            let Some((ws, chosen, permit)) = Box::pin(handshake(&inner, stream, peer, id)).await
+            else {
+                return;
+            };
+            run_session(&inner, ws, chosen, peer).await;
+            drop(permit);
+            drop(guard);
         });
     }
 
@@ -338,6 +352,17 @@ impl<S: Clone + Send + Sync + 'static> Server<S> {
 
 /// The accepted stream, through the TLS handshake when the server serves `wss://` (bounded
 /// by the handshake timeout); `None` when that handshake failed.
+/// The stream as it is when the server has no TLS; `Err` gives it back for [`secure`].
+fn secure_now<S>(inner: &Inner<S>, stream: TcpStream) -> Result<BoxIo, TcpStream> {
+    #[cfg(feature = "tls")]
+    if inner.parts.tls.is_some() {
+        return Err(stream);
+    }
+    #[cfg(not(feature = "tls"))]
+    let _ = inner;
+    Ok(Box::new(stream))
+}
+
 async fn secure<S>(inner: &Inner<S>, stream: TcpStream) -> Option<BoxIo> {
     #[cfg(feature = "tls")]
     if let Some(acceptor) = &inner.parts.tls {
@@ -392,6 +417,7 @@ pub(crate) struct Chosen {
     pub(crate) route: Arc<str>,
 }
 
+/// One connection from its stream to its end (`spawn_connection` inlines the same steps).
 async fn connection<S: Clone + Send + Sync + 'static>(
     inner: Arc<Inner<S>>,
     stream: BoxIo,
