@@ -1,8 +1,9 @@
 //! The real peer servers of the client interop tests (`client_interop.rs`,
-//! `deflate_interop.rs`): the scripts in `tests/interop/` (Python `websockets`, Node `ws`) run
-//! as child processes on 127.0.0.1, found from `TETHER_PYTHON`, `TETHER_NODE` and
-//! `TETHER_NODE_PATH` (see `client_interop.rs`), and the helpers the tests share. A peer that
-//! cannot start fails its test with the commands that install it. Load with
+//! `deflate_interop.rs`) and of `tether-cli`'s `cli_probe_peers.rs`: the scripts in
+//! `tests/interop/` (Python `websockets`, Node `ws`) run as child processes on 127.0.0.1,
+//! found from `TETHER_PYTHON`, `TETHER_NODE` and `TETHER_NODE_PATH` (see
+//! `client_interop.rs`), and the helpers the tests share. A peer that cannot start fails its
+//! test with the commands that install it. Load with
 //! `#[path = "support/interop_peers.rs"] mod peers;`. Every wait is bounded.
 
 #![allow(clippy::indexing_slicing, clippy::unwrap_used)] // Tests may panic: that is how they fail.
