@@ -62,9 +62,15 @@ async fn welcome_then_every_protocol_row_echoes_its_id() {
     ping(&mut ann, json!("p-1")).await;
     ping(&mut ann, json!(42)).await;
     send(&ann, &json!({"type": "join", "room": "lobby", "id": "j1"})).await;
+    let joined = recv(&mut ann).await;
+    let epoch = joined["epoch"].as_str().unwrap().to_owned();
+    assert!(
+        epoch.len() == 16 && epoch.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{joined}"
+    );
     assert_eq!(
-        recv(&mut ann).await,
-        json!({"type": "joined", "id": "j1", "room": "lobby", "members": 1})
+        joined,
+        json!({"type": "joined", "id": "j1", "room": "lobby", "members": 1, "offset": 0, "epoch": epoch})
     );
     send(
         &ann,
@@ -82,6 +88,11 @@ async fn welcome_then_every_protocol_row_echoes_its_id() {
         (&json!("lobby"), &json!("ann"), &json!("hi"))
     );
     assert!(is_rfc3339(message["ts"].as_str().unwrap()), "{message}");
+    assert_eq!(
+        (&message["offset"], &message["epoch"]),
+        (&json!(1), &json!(epoch)),
+        "{message}"
+    );
     assert!(
         message.get("id").is_none(),
         "broadcasts carry no id: {message}"

@@ -15,6 +15,10 @@
 //!   which is the case of a live room.
 //!
 //! Every broadcast's report is checked: all members got the message.
+//!
+//! `history`: the cost of room history, `drained` as above with [`HISTORY_MEMBERS`] members,
+//! with history off and on (1,000 messages kept per room, the `tether serve` default), and
+//! the time of one [`Hub::join_since`] that recovers 1,000 missed messages.
 
 #![allow(missing_docs)] // criterion_group! generates undocumented public items.
 
@@ -25,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tether::Message;
-use tether::hub::{Hub, HubConfig, Member, Membership, Outbound};
+use tether::hub::{HistoryConfig, Hub, HubConfig, Member, Membership, Outbound, Position};
 
 /// Room sizes.
 const MEMBERS: [usize; 2] = [1_000, 10_000];
@@ -38,6 +42,11 @@ const BATCH: u64 = 8;
 /// Worker threads of the `consumers` runtime.
 const WORKERS: usize = 2;
 
+/// Room size of the `history` benches.
+const HISTORY_MEMBERS: usize = 100;
+/// Messages kept per room, and missed by the recovering member, in the `history` benches.
+const HISTORY_SIZE: usize = 1_000;
+
 /// A 64-byte text message.
 fn message() -> Message {
     let text = "x".repeat(64);
@@ -46,7 +55,12 @@ fn message() -> Message {
 
 /// A hub with one room of `count` members; the members and guards must be kept alive.
 fn room(count: usize) -> (Hub, Vec<(Member, Membership)>, Vec<Outbound>) {
-    let hub = Hub::new(HubConfig::default().with_queue_capacity(QUEUE));
+    room_with(count, HubConfig::default())
+}
+
+/// [`room`] with `config` (its queue capacity set to [`QUEUE`]).
+fn room_with(count: usize, config: HubConfig) -> (Hub, Vec<(Member, Membership)>, Vec<Outbound>) {
+    let hub = Hub::new(config.with_queue_capacity(QUEUE));
     hub.create_room(ROOM, None).expect("a new room");
     let mut members = Vec::with_capacity(count);
     let mut outbounds = Vec::with_capacity(count);
@@ -72,36 +86,95 @@ fn broadcast_all(hub: &Hub, message: &Message, members: usize) {
 }
 
 fn drained(c: &mut Criterion) {
-    let message = message();
     let mut group = c.benchmark_group("broadcast/drained");
     for count in MEMBERS {
         group.throughput(Throughput::Elements(count as u64));
         let (hub, _members, mut outbounds) = room(count);
         group.bench_function(BenchmarkId::from_parameter(count), |b| {
-            b.iter_custom(|iters| {
-                let mut timed = Duration::ZERO;
-                let mut done = 0;
-                while done < iters {
-                    let batch = BATCH.min(iters - done);
-                    let started = Instant::now();
-                    for _ in 0..batch {
-                        broadcast_all(&hub, &message, count);
-                    }
-                    timed += started.elapsed();
-                    for outbound in &mut outbounds {
-                        let mut taken = 0;
-                        while outbound.try_recv().is_some() {
-                            taken += 1;
-                        }
-                        assert_eq!(taken, batch);
-                    }
-                    done += batch;
-                }
-                timed
-            });
+            bench_drained(b, &hub, &mut outbounds, count);
         });
     }
     group.finish();
+}
+
+/// Broadcasts in timed batches, emptying the queues between them (untimed).
+fn bench_drained(
+    b: &mut criterion::Bencher<'_>,
+    hub: &Hub,
+    outbounds: &mut [Outbound],
+    count: usize,
+) {
+    let message = message();
+    b.iter_custom(|iters| {
+        let mut timed = Duration::ZERO;
+        let mut done = 0;
+        while done < iters {
+            let batch = BATCH.min(iters - done);
+            let started = Instant::now();
+            for _ in 0..batch {
+                broadcast_all(hub, &message, count);
+            }
+            timed += started.elapsed();
+            for outbound in outbounds.iter_mut() {
+                let mut taken = 0;
+                while outbound.try_recv().is_some() {
+                    taken += 1;
+                }
+                assert_eq!(taken, batch);
+            }
+            done += batch;
+        }
+        timed
+    });
+}
+
+fn history(c: &mut Criterion) {
+    let mut group = c.benchmark_group("broadcast/history");
+    group.throughput(Throughput::Elements(HISTORY_MEMBERS as u64));
+    let kept = HistoryConfig::new(HISTORY_SIZE, Duration::from_secs(300));
+    for (name, history) in [("off", HistoryConfig::default()), ("on", kept)] {
+        let config = HubConfig::default().with_history(history);
+        let (hub, _members, mut outbounds) = room_with(HISTORY_MEMBERS, config);
+        group.bench_function(BenchmarkId::new(name, HISTORY_MEMBERS), |b| {
+            bench_drained(b, &hub, &mut outbounds, HISTORY_MEMBERS);
+        });
+    }
+    group.finish();
+
+    // One join that recovers HISTORY_SIZE missed messages (the membership is dropped, untimed).
+    let mut group = c.benchmark_group("recovery");
+    group.throughput(Throughput::Elements(HISTORY_SIZE as u64));
+    let hub = Hub::new(HubConfig::default().with_history(kept));
+    hub.create_room(ROOM, None).expect("a new room");
+    let since = hub.position(ROOM).expect("the room exists");
+    let message = message();
+    for _ in 0..HISTORY_SIZE {
+        hub.broadcast(ROOM, &message).expect("the room exists");
+    }
+    let (member, _outbound) = hub.member(|| {});
+    group.bench_function(BenchmarkId::new("join_since", HISTORY_SIZE), |b| {
+        b.iter_custom(|iters| {
+            let mut timed = Duration::ZERO;
+            for _ in 0..iters {
+                let started = Instant::now();
+                let joined = recover(&hub, &member, &since);
+                timed += started.elapsed();
+                drop(joined);
+            }
+            timed
+        });
+    });
+    group.finish();
+}
+
+/// Joins from `since`, checking that every missed message came back.
+fn recover(hub: &Hub, member: &Member, since: &Position) -> (Membership, Vec<Message>) {
+    let (membership, recovery) = hub
+        .join_since(member, black_box(ROOM), Some(since))
+        .expect("the room exists");
+    let missed = recovery.into_missed();
+    assert_eq!(missed.len(), HISTORY_SIZE);
+    (membership, missed)
 }
 
 fn consumers(c: &mut Criterion) {
@@ -161,5 +234,5 @@ fn consumers(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, drained, consumers);
+criterion_group!(benches, drained, consumers, history);
 criterion_main!(benches);

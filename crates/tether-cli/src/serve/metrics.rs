@@ -1,9 +1,10 @@
 //! The chat's counters and `/metrics` in the Prometheus text format (0.0.4).
 //!
 //! The app counts what its handlers see (messages and bytes each way, error messages by
-//! code, closes by code and side); the hub's stats add the slow-consumer counters and the
-//! broadcast fan-out histogram; the server gives the number of open connections; with
-//! `--backplane`, the backplane adds its health and counters.
+//! code, closes by code and side); the hub's stats add the slow-consumer counters, the
+//! broadcast fan-out histogram and the recoveries (joins with `since`); the server gives the
+//! number of open connections; with `--backplane`, the backplane adds its health and
+//! counters.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use tether::codes::ErrorCode;
-use tether::hub::{FANOUT_BUCKETS, HubStats};
+use tether::hub::{FANOUT_BUCKETS, HubStats, RecoveryFailure};
 use tether::server::ServerStats;
 
 /// The `Content-Type` of `/metrics`.
@@ -224,6 +225,7 @@ impl Metrics {
             family(&mut out, name, "counter", help);
             let _ = writeln!(out, "{name} {value}");
         }
+        render_recovery(&mut out, hub);
         let name = "tether_broadcast_fanout_seconds";
         family(
             &mut out,
@@ -241,6 +243,48 @@ impl Metrics {
             render_backplane(&mut out, backplane);
         }
         out
+    }
+}
+
+/// The recovery families: joins with `since`, how they went, messages replayed.
+fn render_recovery(out: &mut String, hub: &HubStats) {
+    let recovery = &hub.recovery;
+    for (name, help, value) in [
+        (
+            "tether_recoveries_attempted_total",
+            "Joins with `since` that asked to recover the messages missed.",
+            recovery.attempted,
+        ),
+        (
+            "tether_recoveries_succeeded_total",
+            "Recoveries that replayed every missed message (`recovered: true`).",
+            recovery.succeeded,
+        ),
+        (
+            "tether_recovered_messages_total",
+            "Messages replayed by successful recoveries.",
+            recovery.replayed,
+        ),
+    ] {
+        family(out, name, "counter", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+    let name = "tether_recoveries_failed_total";
+    family(
+        out,
+        name,
+        "counter",
+        "Recoveries refused (`recovered: false`), by reason: epoch_changed (another epoch of \
+         the room, or an offset ahead of it), too_old (past --history-ttl), too_many (more \
+         than --history-size), disabled (--history-size 0, or --backplane).",
+    );
+    for (reason, value) in [
+        (RecoveryFailure::EpochChanged, recovery.epoch_changed),
+        (RecoveryFailure::TooOld, recovery.too_old),
+        (RecoveryFailure::TooMany, recovery.too_many),
+        (RecoveryFailure::Disabled, recovery.disabled),
+    ] {
+        let _ = writeln!(out, "{name}{{reason=\"{}\"}} {value}", reason.as_str());
     }
 }
 
@@ -337,6 +381,15 @@ mod tests {
             "tether_broadcast_fanout_seconds_count 0",
             "tether_slow_consumer_drops_total 0",
             "tether_tls_handshake_failures_total 0",
+            "# TYPE tether_recoveries_attempted_total counter",
+            "tether_recoveries_attempted_total 0",
+            "tether_recoveries_succeeded_total 0",
+            "tether_recovered_messages_total 0",
+            "# TYPE tether_recoveries_failed_total counter",
+            "tether_recoveries_failed_total{reason=\"epoch_changed\"} 0",
+            "tether_recoveries_failed_total{reason=\"too_old\"} 0",
+            "tether_recoveries_failed_total{reason=\"too_many\"} 0",
+            "tether_recoveries_failed_total{reason=\"disabled\"} 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use clap::Args;
-use tether::hub::{Hub, HubConfig};
+use tether::hub::{HistoryConfig, Hub, HubConfig};
 use tether::server::{HttpRequest, HttpResponse, RateLimit, Reject, Route, Server, ServerStats};
 use tether::{CaughtCloseCodes, DeflateConfig};
 use tokio::net::TcpListener;
@@ -78,6 +78,13 @@ pub(crate) struct ServeArgs {
     /// connection between messages), level 1, messages of 64 bytes and more.
     #[arg(long)]
     no_deflate: bool,
+    /// Messages each room keeps for clients that come back (`join` with `since`), and so
+    /// the most one recovery replays; 0 turns recovery off.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    history_size: usize,
+    /// Seconds a message stays in its room's history.
+    #[arg(long, value_name = "SECS", default_value_t = 300.0)]
+    history_ttl: f64,
     #[command(flatten)]
     backplane: backplane::BackplaneArgs,
 }
@@ -116,6 +123,12 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), String> {
     if args.burst == 0 {
         return Err("--burst must be at least 1".to_owned());
     }
+    if seconds(args.history_ttl).is_none() {
+        return Err(format!(
+            "--history-ttl must be a positive number of seconds, found {}",
+            args.history_ttl
+        ));
+    }
     let tokens = args.tokens.as_deref().map(Tokens::load).transpose()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -130,9 +143,16 @@ fn seconds(value: f64) -> Option<Duration> {
 
 async fn serve(args: &ServeArgs, tokens: Option<Tokens>) -> Result<(), String> {
     let backplane = backplane::connect(&args.backplane).await?;
+    let history = HistoryConfig::new(
+        args.history_size,
+        seconds(args.history_ttl).unwrap_or(Duration::from_secs(300)),
+    );
+    let config = HubConfig::default().with_history(history);
+    // With a backplane the hub does not recover: this node's history lacks the other
+    // nodes' messages (a store shared by the nodes is to come).
     let hub = match &backplane {
-        Some(backplane) => Hub::with_backplane(HubConfig::default(), backplane.for_hub()),
-        None => Hub::new(HubConfig::default()),
+        Some(backplane) => Hub::with_backplane(config, backplane.for_hub()),
+        None => Hub::new(config),
     };
     for room in FIXED_ROOMS {
         hub.create_room(room, None)

@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 use tether::Message;
+use tether::hub::Position;
 use tether::server::AppError;
 
 /// The longest room name (and user name), in characters.
@@ -15,12 +16,25 @@ pub(crate) const MAX_NAME_CHARS: usize = 32;
 /// What a client asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Request {
-    Join { room: String },
-    Leave { room: String },
-    Say { room: String, text: String },
+    /// `since`: the last position the client saw in the room, to recover what it missed.
+    Join {
+        room: String,
+        since: Option<Position>,
+    },
+    Leave {
+        room: String,
+    },
+    Say {
+        room: String,
+        text: String,
+    },
     Ping,
-    Create { room: String },
-    Close { room: String },
+    Create {
+        room: String,
+    },
+    Close {
+        room: String,
+    },
     Rooms,
 }
 
@@ -117,7 +131,10 @@ fn request_of(object: &Map<String, Value>) -> Result<Request, AppError> {
     let kind = string_field(object, "type")?;
     let room = || string_field(object, "room");
     Ok(match kind.as_str() {
-        "join" => Request::Join { room: room()? },
+        "join" => Request::Join {
+            room: room()?,
+            since: since_field(object)?,
+        },
         "leave" => Request::Leave { room: room()? },
         "say" => Request::Say {
             room: room()?,
@@ -144,6 +161,31 @@ fn string_field(object: &Map<String, Value>, name: &str) -> Result<String, AppEr
             "Field {name} must be a string"
         ))),
     }
+}
+
+/// The optional `since` of a `join`: `{"epoch": E, "offset": N}`, E a string and N an
+/// integer from 0.
+fn since_field(object: &Map<String, Value>) -> Result<Option<Position>, AppError> {
+    let Some(since) = object.get("since") else {
+        return Ok(None);
+    };
+    let malformed = || {
+        AppError::bad_request(
+            "Field since must be an object {\"epoch\": string, \"offset\": integer >= 0}",
+        )
+    };
+    let Value::Object(since) = since else {
+        return Err(malformed());
+    };
+    let epoch = since
+        .get("epoch")
+        .and_then(Value::as_str)
+        .ok_or_else(malformed)?;
+    let offset = since
+        .get("offset")
+        .and_then(Value::as_u64)
+        .ok_or_else(malformed)?;
+    Ok(Some(Position::new(epoch, offset)))
 }
 
 /// Whether `name` is a valid user or room name: 1-32 characters, no control characters.
@@ -177,7 +219,7 @@ impl Out {
         self
     }
 
-    fn number(mut self, key: &str, value: usize) -> Self {
+    fn number(mut self, key: &str, value: impl std::fmt::Display) -> Self {
         self.key(key);
         let _ = write!(self.0, "{value}");
         self
@@ -187,6 +229,12 @@ impl Out {
         self.key(key);
         self.0.push_str(json);
         self
+    }
+
+    /// `"offset":N,"epoch":E`.
+    fn position(self, position: &Position) -> Self {
+        self.number("offset", position.offset)
+            .text("epoch", &position.epoch)
     }
 
     fn key(&mut self, key: &str) {
@@ -217,13 +265,25 @@ pub(crate) fn welcome(name: &str, rooms: &[String]) -> String {
         .done()
 }
 
-/// `{"type":"joined","id":..,"room":R,"members":N}`.
-pub(crate) fn joined(id: Option<&RequestId>, room: &str, members: usize) -> String {
-    Out::new("joined")
+/// `{"type":"joined","id":..,"room":R,"members":N,"offset":O,"epoch":E[,"recovered":B]}`:
+/// `recovered` only when the join asked for it (with `since`).
+pub(crate) fn joined(
+    id: Option<&RequestId>,
+    room: &str,
+    members: usize,
+    position: &Position,
+    recovered: Option<bool>,
+) -> String {
+    let out = Out::new("joined")
         .id(id)
         .text("room", room)
         .number("members", members)
-        .done()
+        .position(position);
+    match recovered {
+        Some(recovered) => out.raw("recovered", if recovered { "true" } else { "false" }),
+        None => out,
+    }
+    .done()
 }
 
 /// A reply that only names its room: `left`, `said`, `created`, `closed`.
@@ -251,13 +311,20 @@ pub(crate) fn rooms(id: Option<&RequestId>, rooms: &[(String, usize)]) -> String
     Out::new("rooms").id(id).raw("rooms", &list).done()
 }
 
-/// `{"type":"message","room":R,"from":NAME,"text":T,"ts":RFC3339}`.
-pub(crate) fn chat_message(room: &str, from: &str, text: &str, at: SystemTime) -> String {
+/// `{"type":"message","room":R,"from":NAME,"text":T,"ts":RFC3339,"offset":O,"epoch":E}`.
+pub(crate) fn chat_message(
+    room: &str,
+    from: &str,
+    text: &str,
+    at: SystemTime,
+    position: &Position,
+) -> String {
     Out::new("message")
         .text("room", room)
         .text("from", from)
         .text("text", text)
         .text("ts", &humantime::format_rfc3339_millis(at).to_string())
+        .position(position)
         .done()
 }
 
@@ -337,7 +404,17 @@ mod tests {
         for (text, request) in [
             (
                 r#"{"type":"join","room":"x"}"#,
-                Request::Join { room: "x".into() },
+                Request::Join {
+                    room: "x".into(),
+                    since: None,
+                },
+            ),
+            (
+                r#"{"type":"join","room":"x","since":{"epoch":"e1","offset":7}}"#,
+                Request::Join {
+                    room: "x".into(),
+                    since: Some(Position::new("e1", 7)),
+                },
             ),
             (
                 r#"{"type":"leave","room":"x"}"#,
@@ -380,6 +457,23 @@ mod tests {
             error_of(r#"{"type":"ping","id":true}"#),
             "Field id must be a string or a number"
         );
+        for since in [
+            r#"5"#,
+            r#"null"#,
+            r#"{}"#,
+            r#"{"epoch":"e"}"#,
+            r#"{"offset":1}"#,
+            r#"{"epoch":1,"offset":1}"#,
+            r#"{"epoch":"e","offset":-1}"#,
+            r#"{"epoch":"e","offset":1.5}"#,
+            r#"{"epoch":"e","offset":"1"}"#,
+        ] {
+            let text = format!(r#"{{"type":"join","room":"lobby","since":{since}}}"#);
+            assert!(
+                error_of(&text).starts_with("Field since must be"),
+                "{since}"
+            );
+        }
         // The id of a message that is otherwise wrong is still known, for the echo.
         let parsed = parse_text(r#"{"type":"dance","id":"d1"}"#);
         assert_eq!(parsed.id.unwrap().text(), "d1");
@@ -390,9 +484,18 @@ mod tests {
     #[test]
     fn writes_messages_in_the_spec_key_order_and_escapes_text() {
         let id = parse_text(r#"{"type":"ping","id":"q\"1"}"#).id.unwrap();
+        let at = Position::new("00ff", 12);
         assert_eq!(
-            joined(Some(&id), "lobby", 2),
-            r#"{"type":"joined","id":"q\"1","room":"lobby","members":2}"#
+            joined(Some(&id), "lobby", 2, &at, None),
+            r#"{"type":"joined","id":"q\"1","room":"lobby","members":2,"offset":12,"epoch":"00ff"}"#
+        );
+        assert_eq!(
+            joined(None, "lobby", 2, &at, Some(true)),
+            r#"{"type":"joined","room":"lobby","members":2,"offset":12,"epoch":"00ff","recovered":true}"#
+        );
+        assert_eq!(
+            joined(None, "lobby", 2, &at, Some(false)),
+            r#"{"type":"joined","room":"lobby","members":2,"offset":12,"epoch":"00ff","recovered":false}"#
         );
         assert_eq!(
             room_reply("left", None, "a\nb"),
@@ -407,10 +510,10 @@ mod tests {
             r#"{"type":"rooms","rooms":[{"name":"lobby","members":1},{"name":"random","members":0}]}"#
         );
         let at = UNIX_EPOCH + Duration::from_millis(1_754_308_800_123);
-        let message = chat_message("lobby", "ann", "<b>\u{1}", at);
+        let message = chat_message("lobby", "ann", "<b>\u{1}", at, &Position::new("ab", 3));
         assert_eq!(
             message,
-            r#"{"type":"message","room":"lobby","from":"ann","text":"<b>\u0001","ts":"2025-08-04T12:00:00.123Z"}"#
+            r#"{"type":"message","room":"lobby","from":"ann","text":"<b>\u0001","ts":"2025-08-04T12:00:00.123Z","offset":3,"epoch":"ab"}"#
         );
         let value: Value = serde_json::from_str(&message).unwrap();
         assert_eq!(value["text"], "<b>\u{1}");

@@ -5,12 +5,14 @@
 //! (broadcasts from the hub), and the token's expiry (a 4003 error message, then close 4003).
 //! Memberships are guards kept by room name: leaving drops one, and whatever ends the
 //! connection drops them all with the member, so nobody stays in a room after they left.
+//! A `join` with `since` sends its reply and then the messages it recovered before the loop
+//! reads the queue again, so no live message overtakes them.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::time::{Duration, SystemTime};
 
-use tether::hub::{Hub, HubError, Member, Membership};
+use tether::hub::{Hub, HubError, Member, Membership, Position};
 use tether::server::{AppError, FromRequest, Reject, RequestContext, Socket, State};
 use tether::{Error, Message, Side as WsSide};
 use tokio::time::Instant;
@@ -221,6 +223,8 @@ impl Session {
         self.memberships.contains_key(room) && self.member.rooms().iter().any(|name| name == room)
     }
 
+    /// Answers one client message. The reply, then the messages a `join` recovered, go out
+    /// before the loop reads the member's queue again: no live message overtakes them.
     async fn handle(&mut self, socket: &Socket, message: &Message) {
         let Parsed { id, request } = protocol::parse(message);
         let answer = match request {
@@ -228,38 +232,73 @@ impl Session {
             Err(error) => Err(error),
         };
         match answer {
-            Ok(reply) => self.send(socket, reply).await,
+            Ok((reply, missed)) => {
+                self.send(socket, reply).await;
+                for message in missed {
+                    self.send_message(socket, message).await;
+                }
+            }
             Err(error) => self.fail(socket, id.as_ref(), error).await,
         }
     }
 
-    /// The direct reply to `request`, or the error to send instead.
-    fn answer(&mut self, request: Request, id: Option<&RequestId>) -> Result<String, AppError> {
+    /// `join`: the room's position in the reply and, with `since`, whether what was missed
+    /// since then could be recovered (the messages follow the reply).
+    fn join(
+        &mut self,
+        id: Option<&RequestId>,
+        room: &str,
+        since: Option<&Position>,
+    ) -> Result<(String, Vec<Message>), AppError> {
         let hub = self.app.hub.clone();
-        match request {
-            Request::Ping => Ok(protocol::pong(id)),
-            Request::Rooms => Ok(protocol::rooms(id, &sorted_rooms(&hub))),
-            Request::Join { room } => {
-                if !self.in_room(&room) {
-                    // A stale guard goes first: dropped after the new join, it would leave.
-                    self.memberships.remove(&room);
-                    let membership = hub.join(&self.member, &room).map_err(hub_error)?;
-                    self.memberships.insert(room.clone(), membership);
-                }
-                let members = hub.member_count(&room).unwrap_or(0);
-                Ok(protocol::joined(id, &room, members))
-            }
+        let (position, recovered, missed) = if self.in_room(room) {
+            // Already in: the member gets the room's messages now; nothing is replayed (some
+            // may still be on their way), so a recovery asked for is not given.
+            let position = hub
+                .position(room)
+                .ok_or_else(|| hub_error(HubError::NoSuchRoom(room.to_owned())))?;
+            (position, since.map(|_| false), Vec::new())
+        } else {
+            // A stale guard goes first: dropped after the new join, it would leave.
+            self.memberships.remove(room);
+            let (membership, recovery) = hub
+                .join_since(&self.member, room, since)
+                .map_err(hub_error)?;
+            self.memberships.insert(room.to_owned(), membership);
+            let recovered = since.map(|_| recovery.recovered());
+            let position = recovery.position.clone();
+            (position, recovered, recovery.into_missed())
+        };
+        let members = hub.member_count(room).unwrap_or(0);
+        let reply = protocol::joined(id, room, members, &position, recovered);
+        Ok((reply, missed))
+    }
+
+    /// The direct reply to `request` and the messages to send right after it (those a `join`
+    /// recovered), or the error to send instead.
+    fn answer(
+        &mut self,
+        request: Request,
+        id: Option<&RequestId>,
+    ) -> Result<(String, Vec<Message>), AppError> {
+        let hub = self.app.hub.clone();
+        let reply = match request {
+            Request::Join { room, since } => return self.join(id, &room, since.as_ref()),
+            Request::Ping => protocol::pong(id),
+            Request::Rooms => protocol::rooms(id, &sorted_rooms(&hub)),
             Request::Leave { room } => {
                 self.require_member(&room)?;
                 self.memberships.remove(&room);
-                Ok(protocol::room_reply("left", id, &room))
+                protocol::room_reply("left", id, &room)
             }
             Request::Say { room, text } => {
                 self.require_member(&room)?;
-                let message = protocol::chat_message(&room, &self.name, &text, SystemTime::now());
-                hub.broadcast(&room, &Message::text(message))
-                    .map_err(hub_error)?;
-                Ok(protocol::room_reply("said", id, &room))
+                let now = SystemTime::now();
+                hub.publish(&room, |at| {
+                    Message::text(protocol::chat_message(&room, &self.name, &text, now, at))
+                })
+                .map_err(hub_error)?;
+                protocol::room_reply("said", id, &room)
             }
             Request::Create { room } => {
                 if !protocol::valid_name(&room) {
@@ -270,7 +309,7 @@ impl Session {
                 hub.create_room(&room, Some(&self.name))
                     .map_err(hub_error)?;
                 tracing::info!(room, owner = %self.name, "room created");
-                Ok(protocol::room_reply("created", id, &room))
+                protocol::room_reply("created", id, &room)
             }
             Request::Close { room } => {
                 // Only the creator may close a room (lobby and random have none). The members
@@ -280,9 +319,10 @@ impl Session {
                     .map_err(hub_error)?;
                 self.memberships.remove(&room);
                 tracing::info!(room, by = %self.name, "room closed");
-                Ok(protocol::room_reply("closed", id, &room))
+                protocol::room_reply("closed", id, &room)
             }
-        }
+        };
+        Ok((reply, Vec::new()))
     }
 
     /// 4001 for a room that does not exist, 4002 for one the member is not in.

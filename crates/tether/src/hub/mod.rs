@@ -48,12 +48,67 @@
 //! # }
 //! ```
 //!
+//! # History and recovery
+//!
+//! Every publication in a room ([`Hub::publish`], or [`Hub::broadcast`] of a message as it
+//! is) takes the room's next [`Position`]: the room's epoch (random, new whenever the room is
+//! created: after a close, or in a new process) and an offset counting from 1. With
+//! [`HubConfig::with_history`], each room also keeps its last [`HistoryConfig::size`]
+//! publications for [`HistoryConfig::ttl`]. A connection that comes back joins with
+//! [`Hub::join_since`] and the last position it saw: it gets exactly the messages it missed,
+//! in order, and every later one arrives in its queue, so none is lost or repeated. When the
+//! history cannot cover the gap (another epoch, too many, too old, history off) the
+//! [`Recovery`] says so with a [`RecoveryFailure`], and nothing is replayed: the client must
+//! reload its state of the room instead. A member whose queue is full misses the message
+//! there: with [`SlowConsumer::Disconnect`] (the default) it is disconnected and can recover
+//! when it comes back; with [`SlowConsumer::DropMessage`] its queue has a gap (which the
+//! offsets, if the messages carry them, reveal).
+//!
+//! Positions and history are per node: messages from other nodes (through the backplane)
+//! are delivered but not counted or kept, and a hub with a backplane does not recover
+//! ([`RecoveryFailure::Disabled`]) until a shared history store exists.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use tether::Message;
+//! use tether::hub::{HistoryConfig, Hub, HubConfig, Position};
+//!
+//! # async fn run(last_seen: Option<Position>) {
+//! let config = HubConfig::default().with_history(HistoryConfig::new(1000, Duration::from_secs(300)));
+//! let hub = Hub::new(config);
+//! hub.create_room("lobby", None).expect("a new room");
+//! // A publication can carry its own position, for the client to remember.
+//! let published = hub
+//!     .publish("lobby", |at| Message::text(format!("{} {} hello", at.epoch, at.offset)))
+//!     .expect("the room exists");
+//! assert_eq!(published.position.offset, 1);
+//!
+//! // A client comes back with the last position it saw.
+//! let (member, mut outbound) = hub.member(|| {});
+//! let (_membership, recovery) = hub.join_or_create_since(&member, "lobby", last_seen.as_ref());
+//! if recovery.recovered() {
+//!     for message in recovery.missed() {
+//!         // Send these first: offsets after `last_seen`, up to `recovery.position`.
+//!         # let _ = message;
+//!     }
+//! } else {
+//!     // Tell the client it missed messages that cannot be given (it reloads the room).
+//! }
+//! while let Some(message) = outbound.recv().await {
+//!     // Then everything published since the join, in order.
+//!     # let _ = message;
+//! }
+//! # }
+//! ```
+//!
 //! A [`Backplane`] carries broadcasts between server nodes: the hub publishes every local
 //! broadcast and subscribes to a room while it has local members. [`MemoryBus`] is the
 //! in-process implementation; `RedisBackplane` (feature `redis`) runs on Redis or a Redis
 //! Cluster (sharded pub/sub) and survives broker outages.
 
 mod backplane;
+mod fanout;
+mod history;
 #[cfg(feature = "redis")]
 mod redis;
 mod stats;
@@ -63,19 +118,20 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
-use tether_proto::deflate::{DeflateConfig, compress_stateless};
+use tether_proto::deflate::DeflateConfig;
 use tether_proto::{CloseCode, Message};
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{
     BackplaneError, BackplaneErrorKind, BackplaneStats, RedisBackplane, RedisOptions,
 };
 pub use backplane::{Backplane, MemoryBackplane, MemoryBus, RemoteSink};
-pub use stats::{FANOUT_BUCKETS, FanoutHistogram, HubStats};
+pub use history::{HistoryConfig, Position, Published, Recovery, RecoveryFailure, RecoveryOutcome};
+pub use stats::{FANOUT_BUCKETS, FanoutHistogram, HubStats, RecoveryStats};
 
-use crate::transport::{Sender, precompressed};
+use crate::transport::Sender;
+use history::RoomHistory;
 
 /// The close code for a member disconnected as a slow consumer: 1013 "try again later"
 /// (retryable: the client should reconnect with backoff).
@@ -100,6 +156,8 @@ pub struct HubConfig {
     pub queue_capacity: usize,
     /// What a full queue means. Default: disconnect the member.
     pub slow_consumer: SlowConsumer,
+    /// How much each room keeps for members that come back. Default: off.
+    pub history: HistoryConfig,
 }
 
 impl Default for HubConfig {
@@ -107,6 +165,7 @@ impl Default for HubConfig {
         Self {
             queue_capacity: 256,
             slow_consumer: SlowConsumer::Disconnect,
+            history: HistoryConfig::default(),
         }
     }
 }
@@ -121,6 +180,12 @@ impl HubConfig {
     /// This config with `policy` for slow consumers.
     pub fn with_slow_consumer(mut self, policy: SlowConsumer) -> Self {
         self.slow_consumer = policy;
+        self
+    }
+
+    /// This config with `history` kept per room, for [`Hub::join_since`].
+    pub fn with_history(mut self, history: HistoryConfig) -> Self {
+        self.history = history;
         self
     }
 }
@@ -203,6 +268,8 @@ struct Inner {
 struct Room {
     name: Arc<str>,
     owner: Option<String>,
+    /// The room's position and kept messages. Lock order: this lock, then `members`.
+    history: Mutex<RoomHistory>,
     members: RwLock<Members>,
 }
 
@@ -221,6 +288,10 @@ impl Room {
 
     fn write(&self) -> RwLockWriteGuard<'_, Members> {
         self.members.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn history_lock(&self) -> std::sync::MutexGuard<'_, RoomHistory> {
+        self.history.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -453,6 +524,7 @@ impl Hub {
             Arc::new(Room {
                 name,
                 owner: owner.map(str::to_owned),
+                history: Mutex::new(RoomHistory::new()),
                 members: RwLock::new(Members::default()),
             }),
         );
@@ -589,10 +661,17 @@ impl Hub {
     /// # Errors
     /// [`HubError::NoSuchRoom`].
     pub fn join(&self, member: &Member, room: &str) -> Result<Membership, HubError> {
-        let no_room = || HubError::NoSuchRoom(room.to_owned());
-        let entry = self.room(room).ok_or_else(no_room)?;
+        let entry = self
+            .room(room)
+            .ok_or_else(|| HubError::NoSuchRoom(room.to_owned()))?;
+        self.join_room(member, &entry)
+    }
+
+    /// Adds `member` to the room `entry`, unless it was closed.
+    fn join_room(&self, member: &Member, entry: &Arc<Room>) -> Result<Membership, HubError> {
+        let no_room = || HubError::NoSuchRoom(entry.name.to_string());
         let joined = Joined {
-            room: Arc::downgrade(&entry),
+            room: Arc::downgrade(entry),
             generation: self.inner.next_member.fetch_add(1, Ordering::Relaxed),
         };
         let first = {
@@ -622,69 +701,6 @@ impl Hub {
             name: Arc::clone(&entry.name),
             joined,
         })
-    }
-
-    /// Sends `message` to every member of `room` on this node and, through the backplane, on
-    /// the others. Never waits: see the module documentation.
-    ///
-    /// # Errors
-    /// [`HubError::NoSuchRoom`].
-    pub fn broadcast(&self, room: &str, message: &Message) -> Result<BroadcastReport, HubError> {
-        let report = self.deliver_local(room, message)?;
-        if let Some(backplane) = &self.inner.backplane {
-            backplane.publish(room, message);
-        }
-        Ok(report)
-    }
-
-    /// Delivers `message` to the local members of `room` only (what a backplane does with a
-    /// remote broadcast).
-    ///
-    /// # Errors
-    /// [`HubError::NoSuchRoom`].
-    pub fn deliver_local(
-        &self,
-        room: &str,
-        message: &Message,
-    ) -> Result<BroadcastReport, HubError> {
-        let started = Instant::now();
-        let entry = self
-            .room(room)
-            .ok_or_else(|| HubError::NoSuchRoom(room.to_owned()))?;
-        let mut report = BroadcastReport::default();
-        let mut gone = Vec::new();
-        {
-            let members = entry.read();
-            compress_once(&members, message);
-            for (member, _) in members.by_id.values() {
-                match member.queue.try_send(message.clone()) {
-                    Ok(()) => report.delivered += 1,
-                    Err(mpsc::error::TrySendError::Closed(_)) => {
-                        report.removed += 1;
-                        gone.push(Arc::clone(member));
-                    }
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        match self.inner.config.slow_consumer {
-                            SlowConsumer::DropMessage => report.dropped += 1,
-                            SlowConsumer::Disconnect => {
-                                report.disconnected += 1;
-                                gone.push(Arc::clone(member));
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        for member in gone {
-            // Disconnect slow members outside the room's lock.
-            let full = !member.queue.is_closed();
-            if full && !member.disconnected.swap(true, Ordering::AcqRel) {
-                (member.disconnect)();
-            }
-            self.leave_all(&member);
-        }
-        self.inner.stats.record(&report, started.elapsed());
-        Ok(report)
     }
 
     /// The hub's counters since it started.
@@ -763,30 +779,5 @@ impl Hub {
             .rooms
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// Compresses `message` once per compression key shared by at least two members that will
-/// compress it with no context, and publishes the result for their sends.
-fn compress_once(members: &Members, message: &Message) {
-    let mut keys: Vec<((u8, u8), usize)> = Vec::new();
-    for (member, _) in members.by_id.values() {
-        let Some((config, key)) = &member.compression else {
-            continue;
-        };
-        if !config.compresses(message.len(), message.is_text()) {
-            continue;
-        }
-        match keys.iter_mut().find(|(known, _)| known == key) {
-            Some((_, count)) => *count += 1,
-            None => keys.push((*key, 1)),
-        }
-    }
-    for (key, count) in keys {
-        if count >= 2 {
-            let mut compressed = bytes::BytesMut::new();
-            compress_stateless(key.0, key.1, message.payload(), &mut compressed);
-            precompressed::publish(message.payload(), key, compressed.freeze());
-        }
     }
 }

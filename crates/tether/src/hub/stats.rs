@@ -1,10 +1,11 @@
 //! The hub's counters: broadcasts, deliveries, slow-consumer drops and disconnects, dead
-//! members removed, and a histogram of fan-out times (for `/metrics`).
+//! members removed, a histogram of fan-out times, and recoveries (for `/metrics`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::BroadcastReport;
+use super::history::{Recovery, RecoveryFailure, RecoveryOutcome};
 
 /// Upper bounds of the fan-out time histogram's buckets, in seconds (Prometheus `le`).
 pub const FANOUT_BUCKETS: [f64; 10] = [
@@ -39,6 +40,8 @@ pub struct HubStats {
     pub removed: u64,
     /// Fan-out times.
     pub fanout: FanoutHistogram,
+    /// Joins that asked to recover missed messages, and how they went.
+    pub recovery: RecoveryStats,
 }
 
 #[derive(Debug, Default)]
@@ -50,6 +53,7 @@ pub(super) struct Counters {
     removed: AtomicU64,
     buckets: [AtomicU64; FANOUT_BUCKETS.len()],
     sum_nanos: AtomicU64,
+    pub(super) recovery: RecoveryCounters,
 }
 
 impl Counters {
@@ -98,6 +102,81 @@ impl Counters {
                 count,
                 sum_seconds: load(&self.sum_nanos) as f64 / 1e9,
             },
+            recovery: self.recovery.snapshot(),
         }
+    }
+}
+
+/// The recovery counters.
+#[derive(Debug, Default)]
+pub(super) struct RecoveryCounters {
+    attempted: AtomicU64,
+    succeeded: AtomicU64,
+    failed: [AtomicU64; 4],
+    replayed: AtomicU64,
+}
+
+impl RecoveryCounters {
+    pub(super) fn record(&self, recovery: &Recovery) {
+        let index = match &recovery.outcome {
+            RecoveryOutcome::NotAsked => return,
+            RecoveryOutcome::Recovered(missed) => {
+                self.succeeded.fetch_add(1, Ordering::Relaxed);
+                self.replayed
+                    .fetch_add(missed.len() as u64, Ordering::Relaxed);
+                None
+            }
+            RecoveryOutcome::Failed(failure) => Some(match failure {
+                RecoveryFailure::EpochChanged => 0,
+                RecoveryFailure::TooOld => 1,
+                RecoveryFailure::TooMany => 2,
+                RecoveryFailure::Disabled => 3,
+            }),
+        };
+        self.attempted.fetch_add(1, Ordering::Relaxed);
+        if let Some(counter) = index.and_then(|index| self.failed.get(index)) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(super) fn snapshot(&self) -> RecoveryStats {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let [epoch_changed, too_old, too_many, disabled] = &self.failed;
+        RecoveryStats {
+            attempted: load(&self.attempted),
+            succeeded: load(&self.succeeded),
+            epoch_changed: load(epoch_changed),
+            too_old: load(too_old),
+            too_many: load(too_many),
+            disabled: load(disabled),
+            replayed: load(&self.replayed),
+        }
+    }
+}
+
+/// The recovery counters of a hub (part of [`HubStats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecoveryStats {
+    /// Joins that asked to recover from a position.
+    pub attempted: u64,
+    /// Recoveries that gave every missed message.
+    pub succeeded: u64,
+    /// Failed with [`RecoveryFailure::EpochChanged`].
+    pub epoch_changed: u64,
+    /// Failed with [`RecoveryFailure::TooOld`].
+    pub too_old: u64,
+    /// Failed with [`RecoveryFailure::TooMany`].
+    pub too_many: u64,
+    /// Failed with [`RecoveryFailure::Disabled`].
+    pub disabled: u64,
+    /// Messages replayed by successful recoveries.
+    pub replayed: u64,
+}
+
+impl RecoveryStats {
+    /// Failed recoveries, all reasons together.
+    pub fn failed(&self) -> u64 {
+        self.epoch_changed + self.too_old + self.too_many + self.disabled
     }
 }
