@@ -21,6 +21,14 @@
 //! is 1007, a frame or message over the limit is 1009, everything else is 1002. A handshake
 //! that cannot be accepted is a [`handshake::HandshakeError`] that knows its HTTP status.
 //!
+//! ## Unsafe code
+//!
+//! The workspace denies `unsafe_code`; two audited places in this crate are the exceptions,
+//! each with its safety argument written down: [`Utf8Bytes::as_str`] (no second UTF-8 check
+//! of bytes that were checked on the way in) and the SIMD masking kernels behind
+//! [`frame::apply_mask`] (SSE2 and AVX2 on x86_64, AVX2 only where the CPU has it, NEON on
+//! aarch64), which are tested and fuzzed against a byte-at-a-time loop.
+//!
 //! ## Examples
 //!
 //! ```

@@ -34,7 +34,7 @@ impl Utf8Bytes {
     }
 
     /// The text, without checking it again.
-    #[allow(unsafe_code)] // The crate's one audited `unsafe`: see the SAFETY note.
+    #[allow(unsafe_code)] // One of the crate's two audited `unsafe` places: see the SAFETY note.
     pub fn as_str(&self) -> &str {
         // SAFETY: every constructor of `Utf8Bytes` establishes that the bytes are UTF-8
         // (`try_from_bytes` and the message assembler check them, `from_static`, `From<&str>`

@@ -8,6 +8,8 @@
 
 mod mask;
 
+#[doc(hidden)]
+pub use mask::MaskKernel;
 pub use mask::{apply_mask, apply_mask_bytewise};
 
 use bytes::BufMut;
