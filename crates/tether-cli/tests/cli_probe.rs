@@ -17,17 +17,20 @@ mod flawed;
 #[path = "serve_chat/harness.rs"]
 #[allow(dead_code)]
 mod harness;
+#[path = "cli_probe/run.rs"]
+mod run;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use tether::server::{Route, Server};
 
 use flawed::Flaw;
+use run::Run;
 
 /// The longest one probe run may take (a debug build searching up to 64 MiB included).
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
@@ -55,13 +58,6 @@ const NAMES: [&str; 18] = [
 ];
 
 /// What a finished probe printed and exited with.
-#[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 impl Run {
     /// The JSON document of a `--json` run, its shape checked.
     fn json(&self) -> Value {
@@ -116,43 +112,9 @@ impl Run {
     }
 }
 
-fn reader(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = pipe.read_to_string(&mut text);
-        text
-    })
-}
-
 /// Runs `tether probe ARGS`, killed (and failing) past [`RUN_TIMEOUT`].
 fn probe(args: &[&str]) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
-        .arg("probe")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = reader(child.stdout.take().unwrap());
-    let stderr = reader(child.stderr.take().unwrap());
-    let deadline = Instant::now() + RUN_TIMEOUT;
-    let code = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code().unwrap_or(-1);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("tether probe {args:?} did not finish within {RUN_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let run = Run {
-        code,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    };
+    let run = run::probe(args, RUN_TIMEOUT);
     // Shown when a test fails.
     println!(
         "tether probe {args:?} -> {}\n{}{}",

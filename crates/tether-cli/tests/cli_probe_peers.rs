@@ -13,15 +13,16 @@
 
 #[path = "../../tether/tests/support/interop_peers.rs"]
 mod peers;
+#[path = "cli_probe/run.rs"]
+mod run;
 
 use std::fmt::Write as _;
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
 use peers::{Peer, PeerKind};
+use run::Run;
 
 /// Each check's `--timeout`: twice the default, so that a loaded CI machine does not turn a
 /// slow answer into a fail. It only costs time when a check does fail.
@@ -113,57 +114,10 @@ const NODE: [Expected; 18] = [
 ];
 
 /// What a finished probe printed and exited with.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-    took: Duration,
-}
-
-fn reader(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = pipe.read_to_string(&mut text);
-        text
-    })
-}
-
 /// Runs `tether probe URL --json --timeout CHECK_TIMEOUT`, killed (and failing) past
 /// [`RUN_TIMEOUT`].
 fn probe(url: &str) -> Run {
-    let args = [url, "--json", "--timeout", CHECK_TIMEOUT];
-    let start = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tether"))
-        .arg("probe")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = reader(child.stdout.take().unwrap());
-    let stderr = reader(child.stderr.take().unwrap());
-    let code = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code().unwrap_or(-1);
-        }
-        if start.elapsed() > RUN_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "tether probe {args:?} did not finish within {RUN_TIMEOUT:?}; it printed:\n{}{}",
-                stdout.join().unwrap(),
-                stderr.join().unwrap()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Run {
-        code,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-        took: start.elapsed(),
-    }
+    run::probe(&[url, "--json", "--timeout", CHECK_TIMEOUT], RUN_TIMEOUT)
 }
 
 /// Probes `kind`'s echo route and checks every check against `expected`, and exit status 0.
