@@ -209,7 +209,9 @@ def table(header, rows):
 
 def servers_in(summary):
     present = {name for point in summary.values() for name in point["servers"]}
-    return [name for name in [TETHER] + PEERS if name in present]
+    main = [name for name in [TETHER] + PEERS if name in present]
+    # The extras asked for with --servers (tether-uring, yawc, ...) after the usual four.
+    return main + sorted(present - set(main))
 
 
 def figure_table(load, key, ratio_note):
