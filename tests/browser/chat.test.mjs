@@ -1,15 +1,19 @@
 // The real-browser test of the `tether serve` chat page (docs/demo-chat.md, "The page's DOM
 // contract"): Debian's headless Chromium, driven by playwright-core, against the real binary
-// on 127.0.0.1.
+// on 127.0.0.1 (ann's page through `tether proxy`, so that her connection alone can be cut).
 //
 //   1. two pages (ann, bob) join lobby and chat; their WebSocket handshakes (seen through CDP)
 //      negotiated permessage-deflate with no context takeover either way, and a message long
 //      enough to be compressed arrives intact;
 //   2. every error button shows the right notice (4000, 4000, 4001, 4002 with the connection
 //      open; 1009 and no automatic reconnect, then #reconnect rejoins; 4005s then 1008);
-//   3. the server stops (SIGTERM: close 1001 notices, the pages go to reconnecting) and starts
-//      again on the same port: the pages reconnect by themselves, rejoin lobby and chat;
-//   4. a second server with --tls-cert/--tls-key and a test CA that a second Chromium trusts
+//   3. the proxy resets ann's connection and refuses her attempts while bob says 20 messages;
+//      once it lets her through, she reconnects by herself, rejoins lobby with `since` and
+//      shows each of the 20 once, in order, with no missed-messages notice;
+//   4. the server stops (SIGTERM: close 1001 notices, the pages go to reconnecting) and starts
+//      again on the same port (a new epoch): the pages reconnect by themselves, rejoin lobby,
+//      show the missed-messages notice (their positions are stale) and chat;
+//   5. a second server with --tls-cert/--tls-key and a test CA that a second Chromium trusts
 //      (in its NSS store): two pages chat over wss:// (needs openssl and certutil).
 //
 // Run it with scripts/browser-tests (which installs playwright-core and builds the binary),
@@ -28,7 +32,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import { Artifacts, launchChromium, newGuardedContext, newRecorder, newTrackedPage } from './lib/browser.mjs';
-import { TetherServer, tetherBinary } from './lib/server.mjs';
+import { TetherProxy, TetherServer, tetherBinary } from './lib/server.mjs';
 import { makeTestCertificates } from './lib/tls.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -40,6 +44,7 @@ const QUICK = 5000; // a reply, a notice, a state change
 const RECONNECT = 15000; // reconnecting by itself after the restart (backoff max 10 s)
 const NO_RETRY_WINDOW = 2000; // watching that nothing reconnects after a terminal close
 const DOWNTIME = 2000; // the server restart: from SIGTERM to the new start
+const MISSED = 20; // messages bob says while ann's connection is cut
 const WATCHDOG = 120000; // the whole file, whatever hangs
 
 const watchdog = setTimeout(() => {
@@ -206,6 +211,28 @@ async function roomsListed(page) {
     return text.split(/[^\w.-]+/).filter(Boolean);
 }
 
+/** The texts (`FROM: TEXT`) of the `li.message`s the page shows from `from` in `room`, in
+ * order. */
+function messagesShown(page, room, from) {
+    return page.evaluate(
+        ({ room, from }) =>
+            [...document.querySelectorAll('#messages li.message')]
+                .filter((li) => li.dataset.room === room && li.dataset.from === from)
+                .map((li) => li.textContent.trim()),
+        { room, from },
+    );
+}
+
+/** The texts of the missed-messages notices (`li.notice.missed`) that came since `mark`. */
+function missedNotices(page, mark) {
+    return page.evaluate(
+        (mark) => window.__tetherNotices.slice(mark).filter((li) => li.matches('li.notice.missed')).map((li) => li.textContent.trim()),
+        mark,
+    );
+}
+
+const MISSED_NOTICE = (room) => `Reconnected to ${room}: messages sent while you were away may be missing`;
+
 // ---------------------------------------------------------------------------------------------
 // What a person does on the page.
 
@@ -250,9 +277,11 @@ async function chat(from, text, to) {
 describe('tether serve: the chat page in Chromium', () => {
     const artifacts = new Artifacts(ARTIFACTS);
     const server = new TetherServer({ bin: tetherBinary(ROOT), args: SERVER_ARGS, log: artifacts.path('server.log') });
+    let proxy; // tether proxy in front of the server: ann's way in
     let browser;
     let recorder;
     let base;
+    let annBase; // the same server through the proxy
     let ann;
     let bob;
     let failed = null; // the first step that failed: the later ones depend on it
@@ -289,6 +318,7 @@ describe('tether serve: the chat page in Chromium', () => {
         const closing = Promise.resolve(browser?.close()).catch(() => {});
         await Promise.race([closing, new Promise((resolve) => (timer = setTimeout(resolve, 10000)))]);
         clearTimeout(timer);
+        proxy?.kill();
         await server.kill().catch(() => {});
         console.log(`artefacts: ${artifacts.dir} (${artifacts.files.length} screenshots, server.log, pages.log)`);
     });
@@ -317,12 +347,24 @@ describe('tether serve: the chat page in Chromium', () => {
         base = `http://${addr}`;
     });
 
+    step('tether proxy starts in front of it', async () => {
+        proxy = new TetherProxy({ bin: tetherBinary(ROOT), upstream: server.addr, log: artifacts.path('proxy.log') });
+        const addr = await proxy.start();
+        assert.match(addr, /^127\.0\.0\.1:\d+$/);
+        assert.deepEqual((await proxy.clear()).down, false, 'the proxy is up, with no fault');
+        annBase = `http://${addr}`;
+    });
+
     step('two pages join lobby and chat', async () => {
-        [ann, bob] = [await openChat(browser, recorder, base, 'ann'), await openChat(browser, recorder, base, 'bob')];
+        // ann through the proxy: the page and its WebSocket (same origin) both go through it.
+        [ann, bob] = [await openChat(browser, recorder, annBase, 'ann'), await openChat(browser, recorder, base, 'bob')];
         for (const page of [ann, bob]) {
             assert.equal(page.sockets.length, 1, `${page.label}: one WebSocket`);
             assert.equal(new URL(page.sockets[0].url).pathname, '/ws', `${page.label}: the WebSocket is /ws`);
         }
+        assert.equal(new URL(ann.sockets[0].url).host, proxy.addr, "ann's WebSocket goes through the proxy");
+        assert.equal(new URL(bob.sockets[0].url).host, server.addr, "bob's WebSocket goes to the server");
+        assert.ok((await proxy.stats()).connections_accepted >= 2, 'the proxy carried the page and its WebSocket');
         await join(ann, 'lobby');
         await join(bob, 'lobby');
         await chat(ann, 'hello', [ann, bob]);
@@ -444,7 +486,76 @@ describe('tether serve: the chat page in Chromium', () => {
         await artifacts.screenshot(bob, 'reconnected-after-1008');
     });
 
-    step('server restart on the same port: 1001 notices, the pages reconnect by themselves, rejoin lobby, chat', async () => {
+    step(`ann's connection is reset while bob says ${MISSED} messages: she reconnects by herself and shows each once, in order, with no missed-messages notice`, async () => {
+        const stamp = Date.now().toString(36);
+        const texts = Array.from({ length: MISSED }, (_, i) => `missed ${i + 1} of ${MISSED} (${stamp})`);
+        const mark = await noticeMark(ann);
+        const sockets = ann.sockets.length;
+        const resetsBefore = (await proxy.stats()).resets;
+        const cut = Date.now();
+
+        // A reset (RST both ways) of the open connections at once, then down: her attempts
+        // are refused until it comes back (one made in between is reset at once too). Down
+        // only once the reset is done: a connection that sees `down` first is closed (FIN).
+        await proxy.faults({ reset_after_ms: 0 });
+        for (const deadline = Date.now() + QUICK; (await proxy.stats()).resets === resetsBefore; await sleep(20)) {
+            if (Date.now() >= deadline) throw new Error(`the proxy reset no connection within ${QUICK} ms`);
+        }
+        await proxy.faults({ down: true });
+        const text = await waitForNotice(ann, 'li.notice.close[data-code="1006"]', mark);
+        assert.equal(text, 'closed: 1006 abnormal closure:', "ann's notice: no close frame, no reason");
+        await waitUntil(
+            ann,
+            'body[data-state=reconnecting] since the cut',
+            (since) => (window.__tetherStates || []).some((s) => s.state === 'reconnecting' && s.at >= since),
+            cut - 50,
+        );
+        assert.equal(await state(bob), 'open', 'bob is not affected');
+
+        for (const line of texts) await chat(bob, line, [bob]);
+        assert.notEqual(await state(ann), 'open', 'ann is still cut off');
+        const meanwhile = ann.sockets.slice(sockets).reduce((n, ws) => n + ws.received.length, 0);
+        assert.equal(meanwhile, 0, 'ann received nothing while cut off');
+        await artifacts.screenshot(ann, 'cut-off-ann');
+
+        const up = Date.now();
+        await proxy.clear();
+        await waitForState(ann, 'open', RECONNECT);
+        await waitForFrame(ann, 'lobby joined again', (f) => f.type === 'joined' && f.room === 'lobby', {
+            since: sockets,
+            timeout: Math.max(QUICK, RECONNECT - (Date.now() - up)),
+        });
+        const socket = ann.sockets.at(-1);
+        const rejoin = socket.sent.find((f) => f.type === 'join' && f.room === 'lobby');
+        assert.ok(
+            rejoin && typeof rejoin.since?.epoch === 'string' && Number.isInteger(rejoin.since?.offset),
+            `ann rejoined lobby with since: ${JSON.stringify(rejoin)}`,
+        );
+        const joined = socket.received.find((f) => f.type === 'joined' && f.room === 'lobby');
+        assert.equal(joined.recovered, true, `the joined reply: ${JSON.stringify(joined)}`);
+        assert.equal(joined.offset, rejoin.since.offset + MISSED, `${MISSED} messages to recover`);
+        recorder.log(`[test] ann open and in lobby ${Date.now() - up} ms after the proxy came back (WebSockets since the cut: ${ann.sockets.length - sockets})`);
+
+        // The missed ones come as replayed frames right after the joined reply; a live one after.
+        await waitForMessage(ann, { room: 'lobby', from: 'bob', text: texts.at(-1) });
+        await chat(bob, `live again (${stamp})`, [bob, ann]);
+        const after = socket.received.slice(socket.received.indexOf(joined) + 1).filter((f) => f.type === 'message');
+        assert.deepEqual(
+            after.slice(0, MISSED).map((f) => [f.offset, f.text]),
+            texts.map((t, i) => [rejoin.since.offset + i + 1, t]),
+            'the replayed messages, in order, with their offsets',
+        );
+        const shown = (await messagesShown(ann, 'lobby', 'bob')).filter((line) => line.includes(stamp));
+        assert.deepEqual(
+            shown,
+            [...texts, `live again (${stamp})`].map((t) => `bob: ${t}`),
+            "ann shows each of bob's messages once, in order",
+        );
+        assert.deepEqual(await missedNotices(ann, mark), [], 'no missed-messages notice');
+        await artifacts.screenshot(ann, 'recovered-ann');
+    }, 45000);
+
+    step('server restart on the same port: 1001 notices, the pages reconnect by themselves, rejoin lobby, show the missed-messages notice, chat', async () => {
         const pages = [ann, bob];
         const port = server.port;
         const marks = await Promise.all(pages.map(noticeMark));
@@ -479,11 +590,24 @@ describe('tether serve: the chat page in Chromium', () => {
                 since: sockets[i],
                 timeout: Math.max(QUICK, RECONNECT - (Date.now() - restarted)),
             });
+            // A new process, a new epoch: the position the page kept cannot be recovered.
+            const joined = page.sockets.at(-1).received.find((f) => f.type === 'joined' && f.room === 'lobby');
+            assert.equal(joined.recovered, false, `${page.label}: the joined reply: ${JSON.stringify(joined)}`);
+            const missed = await waitForNotice(page, 'li.notice.missed[data-room="lobby"]', marks[i]);
+            assert.equal(missed, MISSED_NOTICE('lobby'), `${page.label}: the missed-messages notice`);
+            assert.equal((await missedNotices(page, marks[i])).length, 1, `${page.label}: one missed-messages notice`);
         }
         const attempts = pages.map((page, i) => `${page.label} ${page.sockets.length - sockets[i]}`).join(', ');
         recorder.log(`[test] both pages open and in lobby ${Date.now() - restarted} ms after the restart (WebSockets since the stop: ${attempts})`);
         await chat(ann, 'back', [ann, bob]);
         await chat(bob, 'welcome back', [bob, ann]);
+        for (const page of pages) {
+            assert.deepEqual(
+                (await messagesShown(page, 'lobby', 'bob')).filter((line) => line === 'bob: welcome back'),
+                ['bob: welcome back'],
+                `${page.label}: the first message of the new epoch, once`,
+            );
+        }
         await artifacts.screenshot(ann, 'after-restart-ann');
         await artifacts.screenshot(bob, 'after-restart-bob');
     }, 45000);

@@ -9,13 +9,20 @@
 //! - A restarted server has a new epoch; more missed than `--history-size`, or older than
 //!   `--history-ttl`, or `--history-size 0`: `recovered: false` and nothing replayed.
 //!
-//! The process and client helpers are `serve_chat/harness.rs`.
+//! - Two nodes on a real Redis (`--backplane`): a client reset on one node while the other
+//!   says 500 messages recovers them on the other node, with the same positions.
+//!
+//! The process and client helpers are `serve_chat/harness.rs`; Redis comes from
+//! `crates/tether/tests/support/redis.rs`.
 
 #![allow(clippy::indexing_slicing, clippy::unwrap_used)] // Tests may panic: that is how they fail.
 
 #[path = "serve_chat/harness.rs"]
 #[allow(dead_code)] // Not every helper is used here.
 mod harness;
+#[path = "../../tether/tests/support/redis.rs"]
+#[allow(dead_code)] // Not every helper is used here.
+mod redis_support;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -175,6 +182,63 @@ async fn a_reset_client_gets_exactly_what_it_missed_then_live_messages() {
         metrics[r#"tether_recoveries_failed_total{reason="too_many"}"#],
         0.0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_a_client_reset_on_one_recovers_on_the_other() {
+    let redis = redis_support::RedisServer::start();
+    let url = redis.url();
+    let on = |id: &str| {
+        let mut args = FAST.to_vec();
+        args.extend(["--backplane", &url, "--node-id", id]);
+        Chat::start(&args)
+    };
+    let (a, b) = (on("node-a"), on("node-b"));
+    let mut ann = resettable_client(&b, "ann").await;
+    let joined = join(&mut ann, "lobby", None).await;
+    let epoch = joined["epoch"].clone();
+    let mut bob = client(&a, "bob").await;
+    let joined = join(&mut bob, "lobby", None).await;
+    assert_eq!(joined["epoch"], epoch, "one history for both nodes");
+    say_all(&mut bob, "lobby", (1..=3).map(|n| format!("before {n}"))).await;
+    let mut last = Value::Null;
+    for n in 1..=3 {
+        let message = next_message(&mut ann, "lobby").await;
+        assert_eq!((&message["offset"], &message["epoch"]), (&json!(n), &epoch));
+        last = position(&message);
+    }
+
+    drop(ann); // SO_LINGER 0: node b sees a reset
+    say_all(&mut bob, "lobby", (1..=500).map(|n| format!("missed {n}"))).await;
+    wait_for_metric(&b, r#"tether_closes_total{code="1006",side="client"}"#, 1.0);
+
+    // Back, on the other node.
+    let mut ann = client(&a, "ann").await;
+    let joined = join(&mut ann, "lobby", Some(&last)).await;
+    assert_eq!(
+        (&joined["recovered"], &joined["offset"], &joined["epoch"]),
+        (&json!(true), &json!(503), &epoch),
+        "{joined}"
+    );
+    for n in 1..=500u64 {
+        let message = next_message(&mut ann, "lobby").await;
+        assert_eq!(
+            (&message["offset"], &message["epoch"], &message["text"]),
+            (&json!(3 + n), &epoch, &json!(format!("missed {n}"))),
+        );
+    }
+    say_all(&mut bob, "lobby", (1..=5).map(|n| format!("live {n}"))).await;
+    for n in 1..=5u64 {
+        let message = next_message(&mut ann, "lobby").await;
+        assert_eq!(
+            (&message["offset"], &message["text"]),
+            (&json!(503 + n), &json!(format!("live {n}")))
+        );
+    }
+    nothing_more(&mut ann).await;
+    let metrics = scrape(&a);
+    assert_eq!(metrics["tether_recoveries_succeeded_total"], 1.0);
+    assert_eq!(metrics["tether_recovered_messages_total"], 500.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

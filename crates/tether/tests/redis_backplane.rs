@@ -241,15 +241,15 @@ async fn subscriptions_follow_local_members_in_namespaced_channels() {
     assert_eq!(
         channels,
         BTreeSet::from([
-            "tether:room:lobby",
+            "{tether:room:lobby}",
             "tether:nodes",
-            "elsewhere:room:lobby",
+            "{elsewhere:room:lobby}",
             "elsewhere:nodes"
         ])
     );
     assert_eq!(
-        redis.cli(&["PUBSUB", "NUMSUB", "tether:room:lobby"]),
-        "tether:room:lobby\n2"
+        redis.cli(&["PUBSUB", "NUMSUB", "{tether:room:lobby}"]),
+        "{tether:room:lobby}\n2"
     );
 
     a.hub.broadcast("lobby", &Message::text("hello")).unwrap();
@@ -265,8 +265,8 @@ async fn subscriptions_follow_local_members_in_namespaced_channels() {
     })
     .await;
     assert_eq!(
-        redis.cli(&["PUBSUB", "NUMSUB", "tether:room:lobby"]),
-        "tether:room:lobby\n1"
+        redis.cli(&["PUBSUB", "NUMSUB", "{tether:room:lobby}"]),
+        "{tether:room:lobby}\n1"
     );
     a.hub.broadcast("lobby", &Message::text("gone")).unwrap();
     assert_eq!(body(&receive(&mut out_a, 1, SOON).await[0]), "gone");
@@ -287,7 +287,7 @@ async fn rooms_on_different_shards_of_a_cluster_and_a_slot_that_moves() {
     let mut by_owner: BTreeMap<u16, (String, u16)> = BTreeMap::new();
     for n in 0..64 {
         let room = format!("room-{n}");
-        let slot = cluster.keyslot(&format!("tether:room:{room}"));
+        let slot = cluster.keyslot(&format!("{{tether:room:{room}}}"));
         by_owner
             .entry(cluster.owner_of(slot))
             .or_insert((room, slot));
@@ -314,7 +314,7 @@ async fn rooms_on_different_shards_of_a_cluster_and_a_slot_that_moves() {
     wait_subscribed(&refs, &rooms).await;
     // Each room's channel has its subscribers on the primary that owns its slot (sharded).
     for (owner, (room, _)) in &by_owner {
-        let channel = format!("tether:room:{room}");
+        let channel = format!("{{tether:room:{room}}}");
         assert_eq!(
             redis_support::cli(*owner, &["PUBSUB", "SHARDNUMSUB", &channel]),
             format!("{channel}\n3"),
@@ -359,7 +359,7 @@ async fn rooms_on_different_shards_of_a_cluster_and_a_slot_that_moves() {
         .find(|&port| port != from)
         .unwrap();
     cluster.move_slot(*slot, to);
-    let channel = format!("tether:room:{room}");
+    let channel = format!("{{tether:room:{room}}}");
     wait_until("the subscriptions follow the slot", SOON, || {
         redis_support::cli(to, &["PUBSUB", "SHARDNUMSUB", &channel]) == format!("{channel}\n3")
     })

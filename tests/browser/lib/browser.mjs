@@ -203,7 +203,7 @@ export class Artifacts {
     prepare() {
         mkdirSync(this.dir, { recursive: true });
         for (const name of readdirSync(this.dir)) {
-            if (/^(\d\d-.*\.png|failed-.*\.(png|html)|server\.log|pages\.log)$/.test(name)) {
+            if (/^(\d\d-.*\.png|failed-.*\.(png|html)|server\.log|proxy\.log|pages\.log)$/.test(name)) {
                 rmSync(path.join(this.dir, name));
             }
         }

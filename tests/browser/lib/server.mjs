@@ -1,11 +1,13 @@
 // Runs the real `tether serve` binary for the browser test: start on 127.0.0.1 (port 0 the
 // first time), read the `serving http(s)://ADDR/ ...` line from its stdout, stop it with a signal
 // (SIGKILL if it has not exited in time), and start it again on the same address, retrying
-// for a few seconds while the port is still busy. Whatever happens, no server outlives the
-// test process: every child is killed on exit.
+// for a few seconds while the port is still busy. Also `tether proxy` in front of it, with its
+// HTTP control API (faults, stats), to cut one page's connection. Whatever happens, no server
+// or proxy outlives the test process: every child is killed on exit.
 
 import { execFileSync, spawn } from 'node:child_process';
 import { appendFileSync } from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import readline from 'node:readline';
 
@@ -181,5 +183,129 @@ export class TetherServer {
     /** SIGKILL now, whatever state it is in (the last resort of the test's cleanup). */
     async kill() {
         return this.stop('SIGKILL', { timeoutMs: 2000 });
+    }
+}
+
+/**
+ * `tether proxy --listen 127.0.0.1:0 --upstream UPSTREAM --control 127.0.0.1:0`: a TCP proxy
+ * whose faults the test sets through its control API (README.md, "Testing against bad
+ * networks"; the JSON shape is `tether::testing::Faults`).
+ */
+export class TetherProxy {
+    /**
+     * @param {object} options
+     * @param {string} options.bin the tether binary
+     * @param {string} options.upstream "127.0.0.1:PORT" of the server
+     * @param {string} [options.log] a file that gets the proxy's stdout and stderr
+     */
+    constructor({ bin, upstream, log }) {
+        this.bin = bin;
+        this.upstream = upstream;
+        this.log = log;
+        this.child = null;
+        this.addr = null; // "127.0.0.1:PORT": what clients connect to
+        this.control = null; // "127.0.0.1:PORT": the control API
+    }
+
+    #log(line) {
+        if (this.log) appendFileSync(this.log, `${line}\n`);
+    }
+
+    /** Starts it and resolves with the address it proxies from, once it says so. */
+    start({ readyTimeoutMs = 15000 } = {}) {
+        if (this.child) throw new Error('the proxy is already running');
+        const args = ['proxy', '--listen', '127.0.0.1:0', '--upstream', this.upstream, '--control', '127.0.0.1:0'];
+        this.#log(`# ${this.bin} ${args.join(' ')}`);
+        const child = spawn(this.bin, args, {
+            stdio: ['ignore', 'pipe', 'pipe'],
+            env: { ...process.env, TETHER_LOG: process.env.TETHER_LOG || 'info', NO_COLOR: '1' },
+        });
+        live.add(child);
+        this.child = child;
+        child.once('exit', (code, signal) => {
+            live.delete(child);
+            if (this.child === child) this.child = null;
+            this.#log(`# exited (code ${code}, signal ${signal})`);
+        });
+        readline.createInterface({ input: child.stderr }).on('line', (line) => this.#log(`[stderr] ${line}`));
+        const stdout = readline.createInterface({ input: child.stdout });
+        return new Promise((resolve, reject) => {
+            const timer = setTimeout(() => {
+                child.kill('SIGKILL');
+                reject(new Error(`tether proxy printed no "proxying ..." line within ${readyTimeoutMs} ms`));
+            }, readyTimeoutMs);
+            child.once('error', (error) => {
+                clearTimeout(timer);
+                reject(new Error(`cannot run ${this.bin}: ${error.message}`));
+            });
+            child.once('exit', (code, signal) => {
+                clearTimeout(timer);
+                reject(new Error(`tether proxy exited before proxying (code ${code}, signal ${signal})`));
+            });
+            stdout.on('line', (line) => {
+                this.#log(`[stdout] ${line}`);
+                const match = /^proxying (\S+) to \S+, control API on http:\/\/(\S+)$/.exec(line);
+                if (match) {
+                    clearTimeout(timer);
+                    this.addr = match[1];
+                    this.control = match[2];
+                    resolve(this.addr);
+                }
+            });
+        });
+    }
+
+    /** One control API request; resolves with the JSON answer, rejects on anything but 200. */
+    request(method, route, body) {
+        const payload = body === undefined ? '' : JSON.stringify(body);
+        const [host, port] = this.control.split(':');
+        return new Promise((resolve, reject) => {
+            const request = http.request(
+                {
+                    host,
+                    port: Number(port),
+                    method,
+                    path: route,
+                    headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+                    timeout: 5000,
+                },
+                (response) => {
+                    let text = '';
+                    response.setEncoding('utf8');
+                    response.on('data', (chunk) => (text += chunk));
+                    response.on('end', () => {
+                        this.#log(`# ${method} ${route} ${payload} -> ${response.statusCode} ${text}`);
+                        if (response.statusCode === 200) resolve(JSON.parse(text));
+                        else reject(new Error(`${method} ${route}: ${response.statusCode} ${text}`));
+                    });
+                },
+            );
+            request.on('timeout', () => request.destroy(new Error(`${method} ${route}: no answer within 5 s`)));
+            request.on('error', reject);
+            request.end(payload);
+        });
+    }
+
+    /** PUT /faults: these faults (a missing field is no fault) for the open connections and
+     * the next ones, applied when it resolves. */
+    faults(faults) {
+        return this.request('PUT', '/faults', faults);
+    }
+
+    /** POST /reset: no fault any more (up again, if it was down). */
+    clear() {
+        return this.request('POST', '/reset');
+    }
+
+    /** GET /stats: connections, bytes and resets so far. */
+    stats() {
+        return this.request('GET', '/stats');
+    }
+
+    /** SIGKILL now. */
+    kill() {
+        const child = this.child;
+        this.child = null;
+        if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     }
 }

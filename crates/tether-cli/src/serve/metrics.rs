@@ -276,13 +276,15 @@ fn render_recovery(out: &mut String, hub: &HubStats) {
         "counter",
         "Recoveries refused (`recovered: false`), by reason: epoch_changed (another epoch of \
          the room, or an offset ahead of it), too_old (past --history-ttl), too_many (more \
-         than --history-size), disabled (--history-size 0, or --backplane).",
+         than --history-size), disabled (--history-size 0), unavailable (the backplane's \
+         Redis unreachable).",
     );
     for (reason, value) in [
         (RecoveryFailure::EpochChanged, recovery.epoch_changed),
         (RecoveryFailure::TooOld, recovery.too_old),
         (RecoveryFailure::TooMany, recovery.too_many),
         (RecoveryFailure::Disabled, recovery.disabled),
+        (RecoveryFailure::Unavailable, recovery.unavailable),
     ] {
         let _ = writeln!(out, "{name}{{reason=\"{}\"}} {value}", reason.as_str());
     }
@@ -390,6 +392,7 @@ mod tests {
             "tether_recoveries_failed_total{reason=\"too_old\"} 0",
             "tether_recoveries_failed_total{reason=\"too_many\"} 0",
             "tether_recoveries_failed_total{reason=\"disabled\"} 0",
+            "tether_recoveries_failed_total{reason=\"unavailable\"} 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -148,12 +148,12 @@ async fn serve(args: &ServeArgs, tokens: Option<Tokens>) -> Result<(), String> {
         seconds(args.history_ttl).unwrap_or(Duration::from_secs(300)),
     );
     let config = HubConfig::default().with_history(history);
-    // With a backplane the hub does not recover: this node's history lacks the other
-    // nodes' messages (a store shared by the nodes is to come).
+    // With a backplane the history is Redis' (shared by the nodes), on one node the hub's.
     let hub = match &backplane {
         Some(backplane) => Hub::with_backplane(config, backplane.for_hub()),
         None => Hub::new(config),
     };
+    hub.set_stamp(protocol::stamp);
     for room in FIXED_ROOMS {
         hub.create_room(room, None)
             .map_err(|error| format!("cannot create {room}: {error}"))?;

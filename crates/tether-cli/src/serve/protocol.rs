@@ -311,21 +311,31 @@ pub(crate) fn rooms(id: Option<&RequestId>, rooms: &[(String, usize)]) -> String
     Out::new("rooms").id(id).raw("rooms", &list).done()
 }
 
-/// `{"type":"message","room":R,"from":NAME,"text":T,"ts":RFC3339,"offset":O,"epoch":E}`.
-pub(crate) fn chat_message(
-    room: &str,
-    from: &str,
-    text: &str,
-    at: SystemTime,
-    position: &Position,
-) -> String {
+/// `{"type":"message","room":R,"from":NAME,"text":T,"ts":RFC3339}`, as published: the hub
+/// [stamps](stamp) it with its position.
+pub(crate) fn chat_message(room: &str, from: &str, text: &str, at: SystemTime) -> String {
     Out::new("message")
         .text("room", room)
         .text("from", from)
         .text("text", text)
         .text("ts", &humantime::format_rfc3339_millis(at).to_string())
-        .position(position)
         .done()
+}
+
+/// The hub's stamp: a published JSON object gets `"offset":O,"epoch":E` as its last fields
+/// (each node writes them once per publication, with the position the room gave it).
+/// Anything else goes out as it is.
+pub(crate) fn stamp(message: &Message, position: &Position) -> Message {
+    let Some(object) = message
+        .as_text()
+        .and_then(|text| text.strip_suffix('}'))
+        .filter(|object| object.starts_with('{'))
+    else {
+        return message.clone();
+    };
+    let mut out = Out(String::with_capacity(object.len() + 48));
+    out.0.push_str(object);
+    Message::text(out.position(position).done())
 }
 
 /// How every `room_closed` broadcast starts, so a connection can spot one cheaply.
@@ -510,7 +520,9 @@ mod tests {
             r#"{"type":"rooms","rooms":[{"name":"lobby","members":1},{"name":"random","members":0}]}"#
         );
         let at = UNIX_EPOCH + Duration::from_millis(1_754_308_800_123);
-        let message = chat_message("lobby", "ann", "<b>\u{1}", at, &Position::new("ab", 3));
+        let published = Message::text(chat_message("lobby", "ann", "<b>\u{1}", at));
+        let stamped = stamp(&published, &Position::new("ab", 3));
+        let message = stamped.as_text().unwrap().to_owned();
         assert_eq!(
             message,
             r#"{"type":"message","room":"lobby","from":"ann","text":"<b>\u0001","ts":"2025-08-04T12:00:00.123Z","offset":3,"epoch":"ab"}"#
@@ -520,6 +532,10 @@ mod tests {
         let closed = Message::text(room_closed("den", "bob"));
         assert_eq!(room_closed_room(&closed).as_deref(), Some("den"));
         assert_eq!(room_closed_room(&Message::text(message)), None);
+        // Only JSON objects are stamped.
+        for other in [Message::text("hello"), Message::binary(vec![b'{', b'}'])] {
+            assert_eq!(stamp(&other, &Position::new("ab", 3)), other);
+        }
     }
 
     #[test]

@@ -228,7 +228,7 @@ impl Session {
     async fn handle(&mut self, socket: &Socket, message: &Message) {
         let Parsed { id, request } = protocol::parse(message);
         let answer = match request {
-            Ok(request) => self.answer(request, id.as_ref()),
+            Ok(request) => self.answer(request, id.as_ref()).await,
             Err(error) => Err(error),
         };
         match answer {
@@ -244,7 +244,7 @@ impl Session {
 
     /// `join`: the room's position in the reply and, with `since`, whether what was missed
     /// since then could be recovered (the messages follow the reply).
-    fn join(
+    async fn join(
         &mut self,
         id: Option<&RequestId>,
         room: &str,
@@ -263,6 +263,7 @@ impl Session {
             self.memberships.remove(room);
             let (membership, recovery) = hub
                 .join_since(&self.member, room, since)
+                .await
                 .map_err(hub_error)?;
             self.memberships.insert(room.to_owned(), membership);
             let recovered = since.map(|_| recovery.recovered());
@@ -276,14 +277,14 @@ impl Session {
 
     /// The direct reply to `request` and the messages to send right after it (those a `join`
     /// recovered), or the error to send instead.
-    fn answer(
+    async fn answer(
         &mut self,
         request: Request,
         id: Option<&RequestId>,
     ) -> Result<(String, Vec<Message>), AppError> {
         let hub = self.app.hub.clone();
         let reply = match request {
-            Request::Join { room, since } => return self.join(id, &room, since.as_ref()),
+            Request::Join { room, since } => return self.join(id, &room, since.as_ref()).await,
             Request::Ping => protocol::pong(id),
             Request::Rooms => protocol::rooms(id, &sorted_rooms(&hub)),
             Request::Leave { room } => {
@@ -294,10 +295,8 @@ impl Session {
             Request::Say { room, text } => {
                 self.require_member(&room)?;
                 let now = SystemTime::now();
-                hub.publish(&room, |at| {
-                    Message::text(protocol::chat_message(&room, &self.name, &text, now, at))
-                })
-                .map_err(hub_error)?;
+                let message = Message::text(protocol::chat_message(&room, &self.name, &text, now));
+                hub.publish(&room, &message).map_err(hub_error)?;
                 protocol::room_reply("said", id, &room)
             }
             Request::Create { room } => {

@@ -14,7 +14,13 @@
 //! released goes to the member's queue, so the missed messages followed by the queue are
 //! exactly the room's publications, contiguous and each once.
 //!
-//! Lock order: a room's history lock, then its members lock, never the other way.
+//! With a backplane that keeps the history (a store shared by the nodes), the store gives the
+//! positions and keeps the publications; [`RoomHistory`] then only follows the last position
+//! this node saw, and a recovery asks the store while the room holds back the member's live
+//! publications ([`HeldBack`]).
+//!
+//! Lock order: a room's history lock, then its members lock, then its held-back lock, never
+//! the other way.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -25,7 +31,7 @@ use std::time::Duration;
 use tether_proto::Message;
 use tokio::time::Instant;
 
-use super::{BroadcastReport, Hub, HubError, Member, Membership};
+use super::{BroadcastReport, Hub, HubError, Member, Membership, Room};
 
 /// Where a room is: its epoch and the offset of its last publication.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -96,9 +102,13 @@ pub enum RecoveryFailure {
     TooOld,
     /// The member missed more messages than the history's `size` keeps.
     TooMany,
-    /// History is off: [`HistoryConfig::size`] is 0, or the hub has a backplane (other
-    /// nodes' messages are not in this node's history, so a recovery could be partial).
+    /// History is off: [`HistoryConfig::size`] is 0, or the hub has a backplane that keeps
+    /// no history (other nodes' messages are not in this node's history, so a recovery
+    /// could be partial).
     Disabled,
+    /// The shared history store (the backplane's) could not be reached or did not answer in
+    /// time: whether anything was missed is unknown.
+    Unavailable,
 }
 
 impl RecoveryFailure {
@@ -109,6 +119,7 @@ impl RecoveryFailure {
             Self::TooOld => "too_old",
             Self::TooMany => "too_many",
             Self::Disabled => "disabled",
+            Self::Unavailable => "unavailable",
         }
     }
 }
@@ -173,9 +184,11 @@ impl Recovery {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Published {
-    /// The publication's position in its room.
-    pub position: Position,
-    /// What the fan-out to the local members did.
+    /// The publication's position in its room; `None` when a shared history store gives it
+    /// (a backplane that [keeps history](super::Backplane::keeps_history)): the publication
+    /// then reaches this node's members too through the backplane, stamped with it.
+    pub position: Option<Position>,
+    /// What the fan-out to the local members did (nothing yet when `position` is `None`).
     pub report: BroadcastReport,
 }
 
@@ -185,14 +198,21 @@ impl Hub {
     /// room after it, in order (see [`Recovery`]), or why that is impossible. Nothing is
     /// ever replayed in part.
     ///
-    /// Under the room's history lock, so every message published after the join goes to
-    /// the member's queue: send the missed messages before anything from the queue, and the
+    /// Every message published after the join goes to the member's queue, and none of the
+    /// recovered ones does: send the missed messages before anything from the queue, and the
     /// member sees every publication once, in order. `since: None` is a plain join that
     /// reports the room's position ([`RecoveryOutcome::NotAsked`]).
     ///
+    /// On one node (or with a backplane that keeps no history) this completes at once, under
+    /// the room's history lock. With a backplane that [keeps the
+    /// history](super::Backplane::keeps_history), it asks the shared store, which takes a
+    /// round trip: meanwhile the room's new publications for this member are held back, then
+    /// those the store's answer already covers are dropped and the others queued, in order.
+    /// A store that cannot be reached gives [`RecoveryFailure::Unavailable`].
+    ///
     /// # Errors
     /// [`HubError::NoSuchRoom`].
-    pub fn join_since(
+    pub async fn join_since(
         &self,
         member: &Member,
         room: &str,
@@ -201,32 +221,79 @@ impl Hub {
         let entry = self
             .room(room)
             .ok_or_else(|| HubError::NoSuchRoom(room.to_owned()))?;
-        let (membership, recovery) = {
-            let mut history = entry.history_lock();
-            let membership = self.join_room(member, &entry)?;
-            let recovery = history.recover(
-                since,
-                &self.inner.config.history,
-                self.recovery_enabled(),
-                Instant::now(),
-            );
-            (membership, recovery)
+        let (membership, recovery) = match self.shared_store() {
+            Some(backplane) => self.join_shared(member, &entry, since, backplane).await?,
+            None => {
+                let mut history = entry.history_lock();
+                let membership = self.join_room(member, &entry)?;
+                let recovery = history.recover(
+                    since,
+                    &self.inner.config.history,
+                    self.recovery_enabled(),
+                    Instant::now(),
+                );
+                (membership, recovery)
+            }
         };
         self.inner.stats.recovery.record(&recovery);
         Ok((membership, recovery))
     }
 
+    /// [`join_since`](Hub::join_since) with a shared history store.
+    async fn join_shared(
+        &self,
+        member: &Member,
+        entry: &Arc<Room>,
+        since: Option<&Position>,
+        backplane: Arc<dyn super::Backplane>,
+    ) -> Result<(Membership, Recovery), HubError> {
+        // Hold back what the room publishes for this member until the store has answered.
+        let held = HeldBack::start(entry, member.shared.id);
+        let membership = self.join_room(member, entry)?;
+        let read = backplane
+            .recover(&entry.name, since.cloned(), self.inner.config.history)
+            .await;
+        let recovery = match read {
+            Ok(mut recovery) => {
+                entry.history_lock().observe(&recovery.position);
+                if let RecoveryOutcome::Recovered(missed) = &mut recovery.outcome {
+                    let first = recovery.position.offset - missed.len() as u64 + 1;
+                    for (offset, message) in (first..).zip(missed.iter_mut()) {
+                        let at = Position::new(Arc::clone(&recovery.position.epoch), offset);
+                        *message = self.stamped(message, &at);
+                    }
+                }
+                if since.is_none() {
+                    recovery.outcome = RecoveryOutcome::NotAsked;
+                }
+                recovery
+            }
+            Err(failure) => Recovery {
+                position: entry.history_lock().position(),
+                outcome: match since {
+                    Some(_) => RecoveryOutcome::Failed(failure),
+                    None => RecoveryOutcome::NotAsked,
+                },
+            },
+        };
+        let started = Instant::now();
+        let delivery = held.release(self, &recovery.position);
+        self.settle(delivery, started);
+        Ok((membership, recovery))
+    }
+
     /// [`join_since`](Hub::join_since), creating the room (without an owner) if it does not
-    /// exist, as [`join_or_create`](Hub::join_or_create) does. A room created here has a new
-    /// epoch: a `since` of an older one fails with [`RecoveryFailure::EpochChanged`].
-    pub fn join_or_create_since(
+    /// exist, as [`join_or_create`](Hub::join_or_create) does. A room created here on one
+    /// node has a new epoch: a `since` of an older one fails with
+    /// [`RecoveryFailure::EpochChanged`].
+    pub async fn join_or_create_since(
         &self,
         member: &Member,
         room: &str,
         since: Option<&Position>,
     ) -> (Membership, Recovery) {
         loop {
-            if let Ok(joined) = self.join_since(member, room, since) {
+            if let Ok(joined) = self.join_since(member, room, since).await {
                 return joined;
             }
             // Missing (or closed just now): create it and try again.
@@ -234,15 +301,78 @@ impl Hub {
         }
     }
 
-    /// The position of `room`: its epoch and the offset of its last publication.
+    /// The position of `room`: its epoch and the offset of its last publication (with a
+    /// shared history store: of the last one this node saw).
     pub fn position(&self, room: &str) -> Option<Position> {
         self.room(room).map(|room| room.history_lock().position())
     }
 
-    /// Whether rooms keep messages and recover them: history on and no backplane (the other
-    /// nodes' messages are not in this node's history, so a recovery could miss some).
+    /// Whether rooms keep messages on this node and recover them: history on and no
+    /// backplane (the other nodes' messages are not in this node's history, so a recovery
+    /// could miss some). With a backplane that keeps the history, see
+    /// [`shared_store`](Hub::shared_store).
     pub(super) fn recovery_enabled(&self) -> bool {
         self.inner.config.history.is_enabled() && self.inner.backplane.is_none()
+    }
+
+    /// The backplane, when it keeps the rooms' history (and history is on).
+    pub(super) fn shared_store(&self) -> Option<Arc<dyn super::Backplane>> {
+        self.inner
+            .backplane
+            .as_ref()
+            .filter(|backplane| self.inner.config.history.is_enabled() && backplane.keeps_history())
+            .cloned()
+    }
+}
+
+/// A member whose room publications are held back while its recovery asks the shared store
+/// (see [`Hub::join_since`]). Dropped without [`release`](HeldBack::release) (the join was
+/// abandoned), it forgets them.
+struct HeldBack {
+    room: Arc<Room>,
+    member: u64,
+}
+
+impl HeldBack {
+    fn start(room: &Arc<Room>, member: u64) -> Self {
+        room.held_lock().insert(member, Vec::new());
+        room.holding.fetch_add(1, Ordering::AcqRel);
+        Self {
+            room: Arc::clone(room),
+            member,
+        }
+    }
+
+    /// Queues what was held back and is not covered by `position` (the store's answer), in
+    /// order, under the room's members lock: no publication overtakes them.
+    fn release(self, hub: &Hub, position: &Position) -> super::fanout::Delivery {
+        let members = self.room.write();
+        let held = self.take().unwrap_or_default();
+        let mut delivery = super::fanout::Delivery::default();
+        let Some((member, _)) = members.by_id.get(&self.member) else {
+            return delivery;
+        };
+        for (at, message) in held {
+            if at.epoch == position.epoch && at.offset <= position.offset {
+                continue; // The recovery (or the position reported) covers it.
+            }
+            hub.offer(member, message, &mut delivery);
+        }
+        delivery
+    }
+
+    fn take(&self) -> Option<Vec<(Position, Message)>> {
+        let held = self.room.held_lock().remove(&self.member);
+        if held.is_some() {
+            self.room.holding.fetch_sub(1, Ordering::AcqRel);
+        }
+        held
+    }
+}
+
+impl Drop for HeldBack {
+    fn drop(&mut self) {
+        let _ = self.take();
     }
 }
 
@@ -250,6 +380,9 @@ impl Hub {
 pub(super) struct RoomHistory {
     epoch: Arc<str>,
     last: u64,
+    /// With a shared store: whether `epoch` is this node's own, for publications delivered
+    /// while the store was unreachable (see [`advance_alone`](RoomHistory::advance_alone)).
+    alone: bool,
     /// `(offset, when, message)`, oldest first; offsets contiguous.
     entries: VecDeque<(u64, Instant, Message)>,
 }
@@ -259,6 +392,7 @@ impl RoomHistory {
         Self {
             epoch: new_epoch(),
             last: 0,
+            alone: false,
             entries: VecDeque::new(),
         }
     }
@@ -275,6 +409,29 @@ impl RoomHistory {
     pub(super) fn advance(&mut self) -> Position {
         self.last += 1;
         self.position()
+    }
+
+    /// With a shared store: the room is at `position` (a publication it delivered, or the
+    /// store's answer to a join).
+    pub(super) fn observe(&mut self, position: &Position) {
+        if position.epoch != self.epoch || position.offset > self.last || self.alone {
+            self.epoch = Arc::clone(&position.epoch);
+            self.last = position.offset;
+            self.alone = false;
+        }
+    }
+
+    /// With a shared store that cannot be reached: the next position in an epoch of this
+    /// node's own (a new one when the room was following the store), so that no position
+    /// handed out now can be mistaken for one of the store's. A member holding one of these
+    /// gets [`RecoveryFailure::EpochChanged`] from the store later: it reloads the room.
+    pub(super) fn advance_alone(&mut self) -> Position {
+        if !self.alone {
+            self.epoch = new_epoch();
+            self.last = 0;
+            self.alone = true;
+        }
+        self.advance()
     }
 
     /// Keeps `message` as the publication at the current offset, dropping what is too many
@@ -359,7 +516,7 @@ impl RoomHistory {
 
 /// A new epoch: 16 hex digits, random (or, should the system's source fail, from the clock
 /// and a counter: still different for every room of the process and across restarts).
-fn new_epoch() -> Arc<str> {
+pub(super) fn new_epoch() -> Arc<str> {
     static FALLBACK: AtomicU64 = AtomicU64::new(0);
     let mut bytes = [0u8; 8];
     if getrandom::fill(&mut bytes).is_err() {

@@ -64,9 +64,15 @@
 //! when it comes back; with [`SlowConsumer::DropMessage`] its queue has a gap (which the
 //! offsets, if the messages carry them, reveal).
 //!
-//! Positions and history are per node: messages from other nodes (through the backplane)
-//! are delivered but not counted or kept, and a hub with a backplane does not recover
-//! ([`RecoveryFailure::Disabled`]) until a shared history store exists.
+//! What members receive carries its position when the hub has a [stamp](Hub::set_stamp),
+//! a function that writes the position into the message (once per publication per node).
+//!
+//! With a backplane that keeps the history (`RedisBackplane`, when history is on), positions
+//! and history are shared by every node: the store gives each publication its position, and
+//! a member can recover on any node ([`Hub::join_since`] then asks the store). With a
+//! backplane that keeps none ([`MemoryBus`]), positions are per node (other nodes'
+//! publications take this node's next offsets when they arrive) and a hub does not recover
+//! ([`RecoveryFailure::Disabled`]): its history would lack the others' messages.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -76,16 +82,18 @@
 //! # async fn run(last_seen: Option<Position>) {
 //! let config = HubConfig::default().with_history(HistoryConfig::new(1000, Duration::from_secs(300)));
 //! let hub = Hub::new(config);
+//! // Members get each publication with its position, for the client to remember.
+//! hub.set_stamp(|message: &Message, at: &Position| {
+//!     Message::text(format!("{} {} {}", at.epoch, at.offset, message.as_text().unwrap_or("")))
+//! });
 //! hub.create_room("lobby", None).expect("a new room");
-//! // A publication can carry its own position, for the client to remember.
-//! let published = hub
-//!     .publish("lobby", |at| Message::text(format!("{} {} hello", at.epoch, at.offset)))
-//!     .expect("the room exists");
-//! assert_eq!(published.position.offset, 1);
+//! let published = hub.publish("lobby", &Message::text("hello")).expect("the room exists");
+//! assert_eq!(published.position.map(|at| at.offset), Some(1));
 //!
 //! // A client comes back with the last position it saw.
 //! let (member, mut outbound) = hub.member(|| {});
-//! let (_membership, recovery) = hub.join_or_create_since(&member, "lobby", last_seen.as_ref());
+//! let (_membership, recovery) =
+//!     hub.join_or_create_since(&member, "lobby", last_seen.as_ref()).await;
 //! if recovery.recovered() {
 //!     for message in recovery.missed() {
 //!         // Send these first: offsets after `last_seen`, up to `recovery.position`.
@@ -115,7 +123,7 @@ mod stats;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
 use tether_proto::deflate::DeflateConfig;
@@ -126,7 +134,9 @@ use tokio::sync::mpsc;
 pub use self::redis::{
     BackplaneError, BackplaneErrorKind, BackplaneStats, RedisBackplane, RedisOptions,
 };
-pub use backplane::{Backplane, MemoryBackplane, MemoryBus, RemoteSink};
+pub use backplane::{
+    Backplane, HistoryFuture, LocalDelivery, MemoryBackplane, MemoryBus, RemoteSink,
+};
 pub use history::{HistoryConfig, Position, Published, Recovery, RecoveryFailure, RecoveryOutcome};
 pub use stats::{FANOUT_BUCKETS, FanoutHistogram, HubStats, RecoveryStats};
 
@@ -263,7 +273,13 @@ struct Inner {
     next_member: AtomicU64,
     backplane: Option<Arc<dyn Backplane>>,
     stats: stats::Counters,
+    /// Writes a publication's position into what members receive ([`Hub::set_stamp`]).
+    stamp: RwLock<Option<Stamp>>,
 }
+
+/// Writes a publication's position into the message the members receive: given the
+/// message as published and its position, the message to deliver (see [`Hub::set_stamp`]).
+pub type Stamp = Arc<dyn Fn(&Message, &Position) -> Message + Send + Sync>;
 
 struct Room {
     name: Arc<str>,
@@ -271,6 +287,11 @@ struct Room {
     /// The room's position and kept messages. Lock order: this lock, then `members`.
     history: Mutex<RoomHistory>,
     members: RwLock<Members>,
+    /// Publications held back for members whose recovery waits on the shared store, by
+    /// member id. Lock order: `members`, then this lock.
+    held: Mutex<HashMap<u64, Vec<(Position, Message)>>>,
+    /// How many members `held` has (read without its lock on every fan-out).
+    holding: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -292,6 +313,21 @@ impl Room {
 
     fn history_lock(&self) -> std::sync::MutexGuard<'_, RoomHistory> {
         self.history.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn held_lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Vec<(Position, Message)>>> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn new(name: Arc<str>, owner: Option<&str>) -> Self {
+        Self {
+            name,
+            owner: owner.map(str::to_owned),
+            history: Mutex::new(RoomHistory::new()),
+            members: RwLock::new(Members::default()),
+            held: Mutex::new(HashMap::new()),
+            holding: AtomicUsize::new(0),
+        }
     }
 }
 
@@ -435,11 +471,16 @@ impl Hub {
     pub fn with_backplane(config: HubConfig, backplane: Arc<dyn Backplane>) -> Self {
         let hub = Self::build(config, Some(Arc::clone(&backplane)));
         let weak = Arc::downgrade(&hub.inner);
-        backplane.attach(Arc::new(move |room: &str, message: Message| {
-            if let Some(inner) = weak.upgrade() {
-                let _ = Hub { inner }.deliver_local(room, &message);
-            }
-        }));
+        backplane.attach(
+            Arc::new(
+                move |room: &str, message: Message, position: Option<Position>| {
+                    if let Some(inner) = weak.upgrade() {
+                        let _ = Hub { inner }.deliver_remote(room, &message, position);
+                    }
+                },
+            ),
+            config.history,
+        );
         hub
     }
 
@@ -451,6 +492,7 @@ impl Hub {
                 next_member: AtomicU64::new(1),
                 backplane,
                 stats: stats::Counters::default(),
+                stamp: RwLock::new(None),
             }),
         }
     }
@@ -519,15 +561,7 @@ impl Hub {
             return Err(HubError::RoomExists(name.to_owned()));
         }
         let name: Arc<str> = Arc::from(name);
-        rooms.insert(
-            Arc::clone(&name),
-            Arc::new(Room {
-                name,
-                owner: owner.map(str::to_owned),
-                history: Mutex::new(RoomHistory::new()),
-                members: RwLock::new(Members::default()),
-            }),
-        );
+        rooms.insert(Arc::clone(&name), Arc::new(Room::new(name, owner)));
         Ok(())
     }
 
@@ -701,6 +735,49 @@ impl Hub {
             name: Arc::clone(&entry.name),
             joined,
         })
+    }
+
+    /// Sets how a publication's position is written into what members receive: from now
+    /// on, every publication ([`publish`](Hub::publish), [`broadcast`](Hub::broadcast), from
+    /// another node, or recovered by [`join_since`](Hub::join_since)) reaches the members as
+    /// `stamp(message, position)`. Without one they get the message as published.
+    ///
+    /// The stamp runs once per publication on each node (not once per member), under the
+    /// room's lock: keep it short, and do not call the hub from it. With a shared history
+    /// store the position is known only when the store gives it, which is why it is written
+    /// here rather than by the publisher.
+    ///
+    /// ```
+    /// use tether::Message;
+    /// use tether::hub::Hub;
+    ///
+    /// let hub = Hub::default();
+    /// hub.set_stamp(|message: &Message, at: &tether::hub::Position| {
+    ///     Message::text(format!("{}@{}:{}", message.as_text().unwrap_or(""), at.epoch, at.offset))
+    /// });
+    /// ```
+    pub fn set_stamp<F>(&self, stamp: F)
+    where
+        F: Fn(&Message, &Position) -> Message + Send + Sync + 'static,
+    {
+        *self
+            .inner
+            .stamp
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(stamp));
+    }
+
+    /// `message` stamped with `position` (itself when no stamp is set).
+    fn stamped(&self, message: &Message, position: &Position) -> Message {
+        let stamp = self
+            .inner
+            .stamp
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        match &*stamp {
+            Some(stamp) => stamp(message, position),
+            None => message.clone(),
+        }
     }
 
     /// The hub's counters since it started.

@@ -112,7 +112,7 @@ impl Counters {
 pub(super) struct RecoveryCounters {
     attempted: AtomicU64,
     succeeded: AtomicU64,
-    failed: [AtomicU64; 4],
+    failed: [AtomicU64; 5],
     replayed: AtomicU64,
 }
 
@@ -131,6 +131,7 @@ impl RecoveryCounters {
                 RecoveryFailure::TooOld => 1,
                 RecoveryFailure::TooMany => 2,
                 RecoveryFailure::Disabled => 3,
+                RecoveryFailure::Unavailable => 4,
             }),
         };
         self.attempted.fetch_add(1, Ordering::Relaxed);
@@ -141,7 +142,7 @@ impl RecoveryCounters {
 
     pub(super) fn snapshot(&self) -> RecoveryStats {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        let [epoch_changed, too_old, too_many, disabled] = &self.failed;
+        let [epoch_changed, too_old, too_many, disabled, unavailable] = &self.failed;
         RecoveryStats {
             attempted: load(&self.attempted),
             succeeded: load(&self.succeeded),
@@ -149,6 +150,7 @@ impl RecoveryCounters {
             too_old: load(too_old),
             too_many: load(too_many),
             disabled: load(disabled),
+            unavailable: load(unavailable),
             replayed: load(&self.replayed),
         }
     }
@@ -170,6 +172,8 @@ pub struct RecoveryStats {
     pub too_many: u64,
     /// Failed with [`RecoveryFailure::Disabled`].
     pub disabled: u64,
+    /// Failed with [`RecoveryFailure::Unavailable`].
+    pub unavailable: u64,
     /// Messages replayed by successful recoveries.
     pub replayed: u64,
 }
@@ -177,6 +181,6 @@ pub struct RecoveryStats {
 impl RecoveryStats {
     /// Failed recoveries, all reasons together.
     pub fn failed(&self) -> u64 {
-        self.epoch_changed + self.too_old + self.too_many + self.disabled
+        self.epoch_changed + self.too_old + self.too_many + self.disabled + self.unavailable
     }
 }

@@ -1,7 +1,9 @@
 // The behaviour of the `tether serve` chat page (docs/demo-chat.md): one WebSocket to
 // ws(s)://HOST/ws (with the page's own ?name= and ?token=), the JSON chat protocol, every
 // error message and every close shown as a notice, and reconnection with exponential backoff
-// and full jitter following the retry advice, joining the same rooms again afterwards.
+// and full jitter following the retry advice, joining the same rooms again afterwards from
+// the last position seen in each (recovery: the missed messages, or a notice that some may be
+// missing).
 "use strict";
 
 (() => {
@@ -59,7 +61,10 @@
   let nextId = 1;
   let myName = null;
   const joined = []; // rooms joined, in order: the last one is the current room
-  const pendingJoins = new Map(); // request id -> room
+  const pendingJoins = new Map(); // request id -> { room, since }: since is null without one
+  // Room -> { epoch, offset }: the position of the last message seen there (or of the joined
+  // reply), sent as `since` when the page joins the room again after a reconnect.
+  const positions = new Map();
 
   function closeName(code) {
     if (CLOSE_NAMES[code]) return CLOSE_NAMES[code];
@@ -100,6 +105,7 @@
     li.textContent = text;
     if (title) li.title = title;
     append(ui.notices, li);
+    return li;
   }
 
   // --- Rooms ---------------------------------------------------------------------------
@@ -128,6 +134,7 @@
   }
 
   function removeRoom(room) {
+    positions.delete(room); // joined again later, it starts afresh
     const at = joined.indexOf(room);
     if (at >= 0) {
       joined.splice(at, 1);
@@ -163,12 +170,19 @@
   function send(request) {
     const id = nextId++;
     if (!sendRaw(JSON.stringify(Object.assign({ id }, request)))) return null;
-    if (request.type === "join") pendingJoins.set(id, request.room);
+    if (request.type === "join") pendingJoins.set(id, { room: request.room, since: request.since || null });
     return id;
   }
 
   function join(room) {
     if (room) send({ type: "join", room });
+  }
+
+  // Joins a room again after a reconnect, from the last position seen there, if any.
+  function rejoin(room) {
+    const seen = positions.get(room);
+    if (seen) send({ type: "join", room, since: { epoch: seen.epoch, offset: seen.offset } });
+    else join(room);
   }
 
   function say(text) {
@@ -199,6 +213,12 @@
 
   // --- Receiving -------------------------------------------------------------------------
 
+  // Whether a joined reply or a message carries a room position (a server from before
+  // recovery sends none: then nothing is remembered and the page rejoins without `since`).
+  function isPosition(msg) {
+    return typeof msg.epoch === "string" && Number.isInteger(msg.offset);
+  }
+
   function onMessage(msg) {
     switch (msg.type) {
       case "welcome":
@@ -207,14 +227,32 @@
         ui.name.textContent = msg.name;
         knownRooms(msg.rooms || []);
         break;
-      case "joined":
+      case "joined": {
+        const pending = pendingJoins.get(msg.id);
         pendingJoins.delete(msg.id);
         addRoom(msg.room);
+        if (msg.recovered === true) break; // the missed messages follow: they move the position
+        if (msg.recovered === false && pending && pending.since) {
+          const li = notice(
+            "missed",
+            null,
+            "Reconnected to " + msg.room + ": messages sent while you were away may be missing",
+            "no recovery from offset " + pending.since.offset + " of epoch " + pending.since.epoch,
+          );
+          li.dataset.room = msg.room;
+        }
+        if (isPosition(msg)) positions.set(msg.room, { epoch: msg.epoch, offset: msg.offset });
         break;
+      }
       case "left":
         removeRoom(msg.room);
         break;
       case "message": {
+        if (isPosition(msg)) {
+          const seen = positions.get(msg.room);
+          if (seen && seen.epoch === msg.epoch && msg.offset <= seen.offset) break; // shown already
+          positions.set(msg.room, { epoch: msg.epoch, offset: msg.offset });
+        }
         const li = document.createElement("li");
         li.className = msg.from === myName ? "message mine" : "message";
         li.dataset.room = msg.room;
@@ -244,7 +282,7 @@
         const failedJoin = pendingJoins.get(Number(meta.request_id));
         if (failedJoin !== undefined) {
           pendingJoins.delete(Number(meta.request_id));
-          removeRoom(failedJoin);
+          removeRoom(failedJoin.room);
         }
         break;
       }
@@ -278,7 +316,7 @@
     socket.onopen = () => {
       if (ws !== socket) return;
       setState("open", "open");
-      for (const room of joined.slice()) join(room); // again, in order: the current stays last
+      for (const room of joined.slice()) rejoin(room); // again, in order: the current stays last
     };
     socket.onmessage = (event) => {
       if (ws !== socket || typeof event.data !== "string") return;

@@ -22,6 +22,7 @@ use bytes::Bytes;
 use tokio::task::JoinSet;
 
 use super::error::BackplaneError;
+use super::store::{self, Append, Scripts};
 
 /// Where the backplane connects, parsed from its URL.
 #[derive(Clone)]
@@ -130,11 +131,45 @@ pub(super) enum Session {
     Cluster(ClusterConnection),
 }
 
-/// One broadcast to send: its channel and envelope.
+/// One broadcast to send: its channel and envelope, and with a shared history what the
+/// publish script needs.
 #[derive(Clone)]
 pub(super) struct Publication {
     pub(super) channel: Arc<str>,
     pub(super) payload: Bytes,
+    pub(super) append: Option<Append>,
+}
+
+/// Adds `publication` to `pipe`: `PUBLISH`/`SPUBLISH`, or the publish script by its hash
+/// (`EVALSHA`) or, when Redis does not know it yet, by its text (`EVAL`).
+fn push_publication(
+    pipe: &mut ::redis::Pipeline,
+    scripts: &Scripts,
+    publication: &Publication,
+    sharded: bool,
+    by_text: bool,
+) {
+    match &publication.append {
+        Some(append) => store::push_publish(
+            pipe,
+            scripts,
+            &publication.channel,
+            &publication.payload,
+            append,
+            sharded,
+            by_text,
+        ),
+        None => {
+            pipe.cmd(if sharded { "SPUBLISH" } else { "PUBLISH" })
+                .arg(&*publication.channel)
+                .arg(&publication.payload[..]);
+        }
+    }
+}
+
+/// Whether Redis answered that it does not know a script (restarted, or `SCRIPT FLUSH`).
+fn is_no_script(error: &RedisError) -> bool {
+    error.code() == Some("NOSCRIPT")
 }
 
 /// What a batch of publications did: how many subscribers each published one reached
@@ -231,16 +266,22 @@ impl Session {
 
     /// Publishes `batch` in order: one pipeline on one server; on a cluster one pipeline per
     /// channel (a pipeline cannot span slots), the channels concurrently.
-    pub(super) async fn publish(&mut self, batch: &[Publication]) -> Published {
+    pub(super) async fn publish(&mut self, scripts: &Scripts, batch: &[Publication]) -> Published {
         match self {
             Self::Single(connection) => {
-                let mut pipe = ::redis::pipe();
-                for publication in batch {
-                    pipe.cmd("PUBLISH")
-                        .arg(&*publication.channel)
-                        .arg(&publication.payload[..]);
+                let mut result = Err(timeout_error("PUBLISH"));
+                for by_text in [false, true] {
+                    let mut pipe = ::redis::pipe();
+                    for publication in batch {
+                        push_publication(&mut pipe, scripts, publication, false, by_text);
+                    }
+                    result = pipe.query_async::<Vec<u64>>(connection).await;
+                    // The script is idempotent: sending the batch again by text is safe.
+                    if !matches!(&result, Err(error) if is_no_script(error)) {
+                        break;
+                    }
                 }
-                match pipe.query_async::<Vec<u64>>(connection).await {
+                match result {
                     Ok(counts) => Published {
                         receivers: counts.into_iter().map(Some).collect(),
                         error: None,
@@ -251,8 +292,31 @@ impl Session {
                     },
                 }
             }
-            Self::Cluster(connection) => publish_sharded(connection, batch).await,
+            Self::Cluster(connection) => publish_sharded(connection, scripts, batch).await,
         }
+    }
+
+    /// Runs the history read script (by hash, then by text if Redis does not know it).
+    pub(super) async fn read_history(
+        &mut self,
+        scripts: &Scripts,
+        channel: &str,
+        since: Option<u64>,
+        size: usize,
+        new_epoch: &str,
+    ) -> RedisResult<Value> {
+        let mut result = Err(timeout_error("EVALSHA"));
+        for by_text in [false, true] {
+            let command = store::read_command(scripts, channel, since, size, new_epoch, by_text);
+            result = match self {
+                Self::Single(connection) => command.query_async::<Value>(connection).await,
+                Self::Cluster(connection) => command.query_async::<Value>(connection).await,
+            };
+            if !matches!(&result, Err(error) if is_no_script(error)) {
+                break;
+            }
+        }
+        result
     }
 
     /// How many connections subscribe to `channel` now (all nodes of a cluster); `None` when
@@ -324,7 +388,11 @@ where
     first_error.map_or(Ok(()), Err)
 }
 
-async fn publish_sharded(connection: &ClusterConnection, batch: &[Publication]) -> Published {
+async fn publish_sharded(
+    connection: &ClusterConnection,
+    scripts: &Scripts,
+    batch: &[Publication],
+) -> Published {
     // The batch's positions per channel, in order.
     let mut by_channel: HashMap<Arc<str>, Vec<usize>> = HashMap::new();
     for (index, publication) in batch.iter().enumerate() {
@@ -334,18 +402,24 @@ async fn publish_sharded(connection: &ClusterConnection, batch: &[Publication]) 
             .push(index);
     }
     let mut tasks = JoinSet::new();
-    for (channel, indexes) in by_channel {
-        let mut pipe = ::redis::pipe();
-        for &index in &indexes {
-            if let Some(publication) = batch.get(index) {
-                pipe.cmd("SPUBLISH")
-                    .arg(&*channel)
-                    .arg(&publication.payload[..]);
+    for (_, indexes) in by_channel {
+        let pipes = [false, true].map(|by_text| {
+            let mut pipe = ::redis::pipe();
+            for &index in &indexes {
+                if let Some(publication) = batch.get(index) {
+                    push_publication(&mut pipe, scripts, publication, true, by_text);
+                }
             }
-        }
+            pipe
+        });
         let mut connection = connection.clone();
         tasks.spawn(async move {
-            let result = pipe.query_async::<Vec<u64>>(&mut connection).await;
+            let [by_hash, by_text] = pipes;
+            let mut result = by_hash.query_async::<Vec<u64>>(&mut connection).await;
+            if matches!(&result, Err(error) if is_no_script(error)) {
+                // The script is idempotent: sending the batch again by text is safe.
+                result = by_text.query_async::<Vec<u64>>(&mut connection).await;
+            }
             (indexes, result)
         });
     }

@@ -19,8 +19,10 @@ use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::time::{Instant, sleep_until};
 
 use super::conn::{Publication, PushHandler, Session, Target, Timeouts};
-use super::shared::{Control, Outgoing, Shared};
+use super::shared::{Control, HistoryRequest, Outgoing, Shared};
+use super::store::{self, Scripts};
 use crate::client::{Backoff, Reconnect};
+use crate::hub::history::{RecoveryFailure, new_epoch};
 
 /// The most broadcasts, and about the most bytes, in one pipeline.
 const BATCH: usize = 256;
@@ -59,6 +61,9 @@ pub(super) struct Driver {
     healthy_since: Option<Instant>,
     /// Redis dropped the presence subscription (its slot moved): subscribe again.
     presence_dropped: bool,
+    /// Recoveries waiting to read the history.
+    requests: UnboundedReceiver<HistoryRequest>,
+    scripts: Scripts,
 }
 
 /// Holds buffered broadcasts back after a reconnection until the other nodes are back.
@@ -72,7 +77,12 @@ struct Gate {
 }
 
 impl Driver {
-    pub(super) fn new(shared: Arc<Shared>, target: Target, settings: Settings) -> Self {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        target: Target,
+        settings: Settings,
+        requests: UnboundedReceiver<HistoryRequest>,
+    ) -> Self {
         let reconnect = Reconnect::new()
             .initial_delay(settings.initial_backoff)
             .max_delay(settings.max_backoff)
@@ -91,6 +101,8 @@ impl Driver {
             failed: false,
             healthy_since: None,
             presence_dropped: false,
+            requests,
+            scripts: Scripts::new(),
         }
     }
 
@@ -148,6 +160,11 @@ impl Driver {
     fn note_failure(&mut self, error: &RedisError, what: &str) {
         let was_healthy = self.shared.is_healthy();
         self.shared.set_healthy(false);
+        self.shared.trim_for_outage();
+        // Recoveries waiting now cannot be answered by this session.
+        while let Ok(request) = self.requests.try_recv() {
+            let _ = request.reply.send(Err(RecoveryFailure::Unavailable));
+        }
         self.shared.set_subscribed(&HashSet::new());
         self.shared.count_error();
         self.failed = true;
@@ -253,6 +270,12 @@ impl Driver {
                     busy = self.shared.has_queued();
                 }
             }
+            // Every wanted room is subscribed now (what a history read misses reaches the hub
+            // on the channel), and this node's publications so far are in the history.
+            if let Ok(request) = self.requests.try_recv() {
+                self.read_history(&mut session, request).await?;
+                busy = true;
+            }
             if Instant::now() >= next_ping {
                 session.ping(self.settings.timeouts.response).await?;
                 if gate.is_none() {
@@ -273,6 +296,37 @@ impl Driver {
                 }
                 () = sleep_until(next_ping) => {}
                 () = sleep_until(gate_poll.unwrap_or(next_ping)), if gate_poll.is_some() => {}
+            }
+        }
+    }
+
+    /// Answers one recovery: reads the room's history (the room is subscribed already).
+    async fn read_history(
+        &mut self,
+        session: &mut Session,
+        request: HistoryRequest,
+    ) -> RedisResult<()> {
+        if request.reply.is_closed() {
+            return Ok(()); // The join was abandoned.
+        }
+        let read = session
+            .read_history(
+                &self.scripts,
+                &request.channel,
+                request.since.as_ref().map(|since| since.offset),
+                request.history.size,
+                &new_epoch(),
+            )
+            .await;
+        match read {
+            Ok(reply) => {
+                let answer = store::recovery_from(reply, request.since.as_ref(), &request.history);
+                let _ = request.reply.send(answer);
+                Ok(())
+            }
+            Err(error) => {
+                let _ = request.reply.send(Err(RecoveryFailure::Unavailable));
+                Err(error)
             }
         }
     }
@@ -362,9 +416,10 @@ impl Driver {
             .map(|outgoing| Publication {
                 channel: Arc::clone(&outgoing.channel),
                 payload: outgoing.payload.clone(),
+                append: outgoing.append.clone(),
             })
             .collect();
-        let published = session.publish(&publications).await;
+        let published = session.publish(&self.scripts, &publications).await;
         let mut unsent = Vec::new();
         let mut sent = 0u64;
         for (outgoing, receivers) in batch.into_iter().zip(published.receivers) {

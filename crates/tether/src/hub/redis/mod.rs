@@ -7,6 +7,7 @@ mod conn;
 mod driver;
 mod error;
 mod shared;
+mod store;
 mod wire;
 
 use std::fmt;
@@ -17,7 +18,8 @@ use tether_proto::Message;
 
 pub use error::{BackplaneError, BackplaneErrorKind};
 
-use super::{Backplane, RemoteSink};
+use super::history::{HistoryConfig, Position};
+use super::{Backplane, HistoryFuture, LocalDelivery, RemoteSink};
 use conn::{Target, Timeouts};
 use driver::{Driver, Settings};
 use shared::Shared;
@@ -170,25 +172,43 @@ pub struct BackplaneStats {
 
 /// A [`Backplane`] through Redis or a Redis Cluster (feature `redis`).
 ///
-/// Each room is one Redis channel, `PREFIX:room:NAME` (prefix `tether` by default). The hub
-/// publishes every local broadcast and subscribes to a room while it has local members; the
-/// backplane carries the broadcasts of the other nodes to the hub's local delivery. With
-/// `redis+cluster://` it uses sharded pub/sub (`SSUBSCRIBE`/`SPUBLISH`), so each room lives
-/// on the shard that owns its channel's slot and rooms spread over the cluster; channel names
-/// carry no `{hash tag}` (do not put braces in the prefix either).
+/// Each room is one Redis channel, `{PREFIX:room:NAME}` (prefix `tether` by default; the
+/// braces make the name a Redis Cluster hash tag). The hub publishes every local broadcast
+/// and subscribes to a room while it has local members; the backplane carries the
+/// broadcasts to the hub's local delivery. With `redis+cluster://` it uses sharded pub/sub
+/// (`SSUBSCRIBE`/`SPUBLISH`), so each room lives on the shard that owns its channel's slot
+/// and rooms spread over the cluster (do not put braces in the prefix).
+///
+/// **Shared history.** When the hub has history on
+/// ([`HubConfig::with_history`](crate::hub::HubConfig::with_history)), the backplane keeps it
+/// in Redis for every node: a stream per room beside its channel (`{PREFIX:room:NAME}:history`,
+/// capped at the history's size, expiring after its ttl without a publication) and a hash
+/// with the room's epoch and last offset (`{PREFIX:room:NAME}:meta`, kept a day). One
+/// script takes the next offset, appends and publishes, atomically, so every node sees a
+/// room's publications in offset order with the same positions, and a member can recover on
+/// any node ([`Hub::join_since`](crate::hub::Hub::join_since)): the backplane subscribes to
+/// the room, then reads the stream after the member's offset, and the hub holds back the
+/// live publications meanwhile so that none is lost or given twice. This node's own
+/// publications reach its members through Redis too. Redis restarted without persistence (or
+/// a room idle for a day) starts a new epoch. While Redis is unreachable, this node's
+/// members get its publications at once, at positions in an epoch of the node's own (a
+/// recovery from one of those fails, as it must: the other nodes never saw them there), and
+/// recoveries fail with [`RecoveryFailure::Unavailable`](crate::hub::RecoveryFailure::Unavailable).
 ///
 /// Guarantees and their limits:
 ///
-/// - A node never delivers its own broadcast twice: each message carries the node id and a
-///   per-process instance, and a node skips its own.
+/// - A node never delivers a broadcast twice: each message carries the node id, a
+///   per-process instance and a sequence number; receivers and the history script skip what
+///   they had already.
 /// - One node's broadcasts to a room reach the other nodes in the order they were made: one
 ///   task publishes them, in order, on one connection; a batch interrupted by a failure is
 ///   sent again and receivers drop what they had already (sequence numbers).
 /// - Text stays text and binary stays binary.
-/// - [`publish`](Backplane::publish) never waits and never fails: it queues into a bounded
-///   outbox. While Redis is unreachable the outbox is the outage buffer
-///   ([`RedisOptions::buffer_capacity`]); when it is full the oldest broadcast is dropped,
-///   counted in [`BackplaneStats::buffer_dropped`] and logged at warn.
+/// - [`publish`](Backplane::publish) never waits and never fails: it queues into the outbox.
+///   While Redis is reachable the outbox is a publish queue that drops nothing short of 64 MiB
+///   waiting (a flood waits for the task, it is not an outage). While Redis is unreachable it
+///   is the outage buffer ([`RedisOptions::buffer_capacity`]): when that is full the oldest
+///   broadcast is dropped, counted in [`BackplaneStats::buffer_dropped`] and logged at warn.
 /// - When the connection fails, [`is_healthy`](Backplane::is_healthy) turns false, local
 ///   delivery goes on, and the backplane reconnects (exponential backoff with full jitter),
 ///   subscribes again to every room with local members, then flushes the buffer. Each node
@@ -197,7 +217,9 @@ pub struct BackplaneStats {
 ///   many nodes are present as before the outage (after a degraded start: its own next
 ///   backoff delay), so that nodes reconnecting a little later get the buffered broadcasts
 ///   too. On a cluster, every primary must answer for the backplane to be healthy.
-/// - Pub/sub keeps nothing: a node that is disconnected misses what others publish meanwhile.
+/// - Pub/sub keeps nothing: a node that is disconnected misses what others publish
+///   meanwhile. With history on, its members can recover it from the stream when they join
+///   again.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), tether::hub::BackplaneError> {
@@ -275,13 +297,16 @@ impl RedisBackplane {
 
     fn build(target: Target, options: &RedisOptions) -> (Arc<Self>, Driver) {
         let node_id = options.node_id.clone().unwrap_or_else(random_node_id);
+        let (requests, pending) = tokio::sync::mpsc::unbounded_channel();
         let shared = Arc::new(Shared::new(
             node_id,
             random_u64(),
             &options.prefix,
             options.buffer_capacity,
+            requests,
+            options.response_timeout * 2,
         ));
-        let driver = Driver::new(Arc::clone(&shared), target, options.settings());
+        let driver = Driver::new(Arc::clone(&shared), target, options.settings(), pending);
         (Arc::new(Self { shared }), driver)
     }
 
@@ -302,12 +327,25 @@ impl RedisBackplane {
 }
 
 impl Backplane for RedisBackplane {
-    fn attach(&self, sink: RemoteSink) {
-        self.shared.attach(sink);
+    fn attach(&self, sink: RemoteSink, history: HistoryConfig) {
+        self.shared.attach(sink, history);
     }
 
-    fn publish(&self, room: &str, message: &Message) {
-        self.shared.publish(room, message);
+    fn publish(&self, room: &str, message: &Message) -> LocalDelivery {
+        self.shared.publish(room, message)
+    }
+
+    fn keeps_history(&self) -> bool {
+        self.shared.keeps_history()
+    }
+
+    fn recover(
+        &self,
+        room: &str,
+        since: Option<Position>,
+        history: HistoryConfig,
+    ) -> HistoryFuture {
+        self.shared.recover(room, since, history)
     }
 
     fn subscribe(&self, room: &str) {

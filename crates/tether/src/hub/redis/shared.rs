@@ -1,7 +1,8 @@
 //! The state a [`RedisBackplane`](super::RedisBackplane) shares with its task: the outbox of
-//! broadcasts waiting to be published (the bounded outage buffer), the rooms this node wants,
-//! the counters, and the receiving side (push messages from Redis, decoded and handed to the
-//! hub).
+//! broadcasts waiting to be published (while Redis is reachable a publish queue bounded only
+//! by [`QUEUE_BYTES`]; during an outage the buffer bounded by the configured capacity), the
+//! rooms this node wants, the recoveries waiting for the task, the counters, and the
+//! receiving side (push messages from Redis, decoded and handed to the hub).
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,25 +12,43 @@ use std::time::Instant;
 use ::redis::{PushInfo, PushKind, Value};
 use bytes::Bytes;
 use tether_proto::Message;
-use tokio::sync::Notify;
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::{Notify, oneshot};
 
 use super::BackplaneStats;
+use super::store::{self, Append};
 use super::wire::{self, Dedupe};
-use crate::hub::RemoteSink;
+use crate::hub::history::{HistoryConfig, Position, Recovery, RecoveryFailure, new_epoch};
+use crate::hub::{HistoryFuture, LocalDelivery, RemoteSink};
 
 /// How often, at most, the outbox warns about dropped broadcasts.
 const DROP_WARNING_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// While Redis is reachable, how many bytes of broadcasts may wait to be published before
+/// the oldest are dropped: a flood only waits for the task, it is not an outage.
+pub(super) const QUEUE_BYTES: usize = 64 << 20;
 
 /// A broadcast waiting to be published.
 pub(super) struct Outgoing {
     pub(super) channel: Arc<str>,
     pub(super) payload: Bytes,
+    /// With a shared history: what the publish script needs.
+    pub(super) append: Option<Append>,
+}
+
+/// A recovery waiting for the task: it reads the history once the room is subscribed.
+pub(super) struct HistoryRequest {
+    pub(super) channel: Arc<str>,
+    pub(super) since: Option<Position>,
+    pub(super) history: HistoryConfig,
+    pub(super) reply: oneshot::Sender<Result<Recovery, RecoveryFailure>>,
 }
 
 #[derive(Default)]
 struct Outbox {
     queue: VecDeque<Outgoing>,
+    /// The payload bytes in `queue`.
+    bytes: usize,
     next_seq: u64,
     /// Drops not yet reported in a warning, and when the last warning was.
     unreported: u64,
@@ -67,8 +86,16 @@ pub(super) struct Shared {
     pub(super) node_id: String,
     /// Random per backplane: tells this process's broadcasts apart from all others.
     pub(super) instance: u64,
-    /// `PREFIX:room:`.
+    /// `{PREFIX:room:`.
     channel_prefix: String,
+    /// The hub's history settings, when the backplane keeps its history (set on attach).
+    history: Mutex<Option<HistoryConfig>>,
+    /// This process's instance in hex (the publish script's duplicate filter).
+    instance_hex: Arc<str>,
+    /// Recoveries for the task.
+    requests: UnboundedSender<HistoryRequest>,
+    /// How long a recovery waits for the task's answer.
+    recovery_timeout: std::time::Duration,
     /// `PREFIX:nodes`.
     presence: Arc<str>,
     capacity: usize,
@@ -92,11 +119,22 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub(super) fn new(node_id: String, instance: u64, prefix: &str, capacity: usize) -> Self {
+    pub(super) fn new(
+        node_id: String,
+        instance: u64,
+        prefix: &str,
+        capacity: usize,
+        requests: UnboundedSender<HistoryRequest>,
+        recovery_timeout: std::time::Duration,
+    ) -> Self {
         Self {
             node_id,
             instance,
-            channel_prefix: format!("{prefix}:room:"),
+            channel_prefix: format!("{{{prefix}:room:"),
+            history: Mutex::new(None),
+            instance_hex: Arc::from(format!("{instance:016x}")),
+            requests,
+            recovery_timeout,
             presence: Arc::from(format!("{prefix}:nodes")),
             capacity: capacity.max(1),
             sink: Mutex::new(None),
@@ -117,47 +155,119 @@ impl Shared {
         Arc::clone(&self.presence)
     }
 
-    /// The channel of `room`: `PREFIX:room:NAME`.
+    /// The channel of `room`: `{PREFIX:room:NAME}` (the braces make the whole name the
+    /// Redis Cluster hash tag, which the room's history keys share).
     pub(super) fn channel(&self, room: &str) -> Arc<str> {
-        let mut channel = String::with_capacity(self.channel_prefix.len() + room.len());
+        let mut channel = String::with_capacity(self.channel_prefix.len() + room.len() + 1);
         channel.push_str(&self.channel_prefix);
         channel.push_str(room);
+        channel.push('}');
         Arc::from(channel)
     }
 
     /// The room of a channel of this prefix.
     pub(super) fn room_of<'a>(&self, channel: &'a [u8]) -> Option<&'a str> {
-        let room = channel.strip_prefix(self.channel_prefix.as_bytes())?;
+        let room = channel
+            .strip_prefix(self.channel_prefix.as_bytes())?
+            .strip_suffix(b"}")?;
         std::str::from_utf8(room).ok()
     }
 
-    pub(super) fn attach(&self, sink: RemoteSink) {
+    pub(super) fn attach(&self, sink: RemoteSink, history: HistoryConfig) {
         *lock(&self.sink) = Some(sink);
+        *lock(&self.history) = history.is_enabled().then_some(history);
+    }
+
+    /// Whether the hub's history is kept here.
+    pub(super) fn keeps_history(&self) -> bool {
+        lock(&self.history).is_some()
     }
 
     /// Queues a broadcast (never waits); the oldest queued one goes when the outbox is full.
-    pub(super) fn publish(&self, room: &str, message: &Message) {
-        let draft = wire::draft(&self.node_id, self.instance, message);
+    /// With a shared history it goes through the publish script, and comes back to this node
+    /// with its position, unless Redis is unreachable now: this node's hub delivers it then.
+    pub(super) fn publish(&self, room: &str, message: &Message) -> LocalDelivery {
+        let history = *lock(&self.history);
+        let local = match history {
+            Some(_) if self.is_healthy() => LocalDelivery::Positioned,
+            _ => LocalDelivery::Now,
+        };
+        let delivered = history.is_some() && local == LocalDelivery::Now;
+        let draft = wire::draft(&self.node_id, self.instance, message, delivered);
         let channel = self.channel(room);
         {
             let mut outbox = lock(&self.outbox);
             let seq = outbox.next_seq;
             outbox.next_seq += 1;
+            let append = history.map(|history| Append {
+                size: history.size,
+                ttl_secs: history.ttl.as_secs().max(1),
+                new_epoch: new_epoch(),
+                instance: Arc::clone(&self.instance_hex),
+                seq,
+            });
+            let payload = draft.finish(seq);
+            outbox.bytes += payload.len();
             outbox.queue.push_back(Outgoing {
                 channel,
-                payload: draft.finish(seq),
+                payload,
+                append,
             });
             self.trim(&mut outbox);
         }
         self.wake.notify_one();
+        local
     }
 
-    /// Drops the oldest broadcasts beyond the capacity, counted and (at most once a second)
-    /// logged.
+    /// Reads `room`'s history through the task (see [`Backplane::recover`](crate::hub::Backplane::recover)).
+    pub(super) fn recover(
+        &self,
+        room: &str,
+        since: Option<Position>,
+        history: HistoryConfig,
+    ) -> HistoryFuture {
+        if !self.is_healthy() || self.is_closed() {
+            return Box::pin(async { Err(RecoveryFailure::Unavailable) });
+        }
+        let (reply, answer) = oneshot::channel();
+        let request = HistoryRequest {
+            channel: self.channel(room),
+            since,
+            history,
+            reply,
+        };
+        let sent = self.requests.send(request).is_ok();
+        self.wake.notify_one();
+        let timeout = self.recovery_timeout;
+        Box::pin(async move {
+            if !sent {
+                return Err(RecoveryFailure::Unavailable);
+            }
+            match tokio::time::timeout(timeout, answer).await {
+                Ok(Ok(answer)) => answer,
+                _ => Err(RecoveryFailure::Unavailable),
+            }
+        })
+    }
+
+    /// Trims the outbox to what an outage may keep (called when the connection is lost).
+    pub(super) fn trim_for_outage(&self) {
+        let mut outbox = lock(&self.outbox);
+        self.trim(&mut outbox);
+    }
+
+    /// Drops the oldest broadcasts beyond what the outbox may keep now (the outage buffer's
+    /// capacity, or [`QUEUE_BYTES`] while Redis is reachable), counted and (at most once a
+    /// second) logged.
     fn trim(&self, outbox: &mut Outbox) {
+        let healthy = self.is_healthy();
         let mut dropped = 0u64;
-        while outbox.queue.len() > self.capacity {
-            outbox.queue.pop_front();
+        while (!healthy && outbox.queue.len() > self.capacity)
+            || (healthy && outbox.bytes > QUEUE_BYTES && outbox.queue.len() > 1)
+        {
+            if let Some(gone) = outbox.queue.pop_front() {
+                outbox.bytes -= gone.payload.len();
+            }
             dropped += 1;
         }
         if dropped == 0 {
@@ -214,6 +324,7 @@ impl Shared {
                 break;
             };
             bytes += outgoing.payload.len();
+            outbox.bytes -= outgoing.payload.len();
             batch.push(outgoing);
         }
         batch
@@ -226,6 +337,7 @@ impl Shared {
         }
         let mut outbox = lock(&self.outbox);
         for outgoing in unsent.into_iter().rev() {
+            outbox.bytes += outgoing.payload.len();
             outbox.queue.push_front(outgoing);
         }
         self.trim(&mut outbox);
@@ -321,10 +433,20 @@ impl Shared {
         }
     }
 
-    /// Hands a broadcast from another node to the hub.
+    /// Hands a broadcast to the hub: another node's, or (with a shared history) any that
+    /// came with its position, this node's own included unless it delivered it already.
     fn deliver(&self, channel: &[u8], payload: Bytes) {
         let Some(room) = self.room_of(channel) else {
             return;
+        };
+        let (position, payload) = match store::split_positioned(&payload) {
+            Ok(Some((position, envelope))) => (Some(position), envelope),
+            Ok(None) => (None, payload),
+            Err(malformed) => {
+                self.count_error();
+                tracing::warn!(node = %self.node_id, room, "unreadable message on the backplane: {malformed}");
+                return;
+            }
         };
         let envelope = match wire::decode(payload) {
             Ok(envelope) => envelope,
@@ -334,10 +456,13 @@ impl Shared {
                 return;
             }
         };
-        if envelope.instance == self.instance {
+        if envelope.instance == self.instance && (position.is_none() || envelope.delivered) {
             return; // Our own broadcast: its local members had it already.
         }
-        if envelope.node_id == self.node_id && !self.warned_same_id.swap(true, Ordering::Relaxed) {
+        if envelope.node_id == self.node_id
+            && envelope.instance != self.instance
+            && !self.warned_same_id.swap(true, Ordering::Relaxed)
+        {
             tracing::warn!(
                 node = %self.node_id,
                 "another node publishes with this node's id: give each node its own --node-id"
@@ -346,10 +471,12 @@ impl Shared {
         if !lock(&self.dedupe).is_new(envelope.instance, room, envelope.seq) {
             return; // Published again after a lost connection: delivered already.
         }
-        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        if envelope.instance != self.instance {
+            self.counters.received.fetch_add(1, Ordering::Relaxed);
+        }
         let sink = lock(&self.sink).clone();
         if let Some(sink) = sink {
-            sink(room, envelope.message);
+            sink(room, envelope.message, position);
         }
     }
 
@@ -402,19 +529,33 @@ mod tests {
 
     use super::*;
 
+    fn shared(prefix: &str, capacity: usize) -> Shared {
+        let (requests, _) = tokio::sync::mpsc::unbounded_channel();
+        Shared::new(
+            "n".to_owned(),
+            1,
+            prefix,
+            capacity,
+            requests,
+            std::time::Duration::from_secs(1),
+        )
+    }
+
     #[test]
     fn channels_are_namespaced_by_the_prefix() {
-        let shared = Shared::new("n".to_owned(), 1, "room", 4);
-        assert_eq!(&*shared.channel("lobby"), "room:room:lobby");
+        let shared = shared("room", 4);
+        assert_eq!(&*shared.channel("lobby"), "{room:room:lobby}");
         assert_eq!(&*shared.presence_channel(), "room:nodes");
-        assert_eq!(shared.room_of(b"room:room:lobby"), Some("lobby"));
-        assert_eq!(shared.room_of(b"other:room:lobby"), None);
+        assert_eq!(shared.room_of(b"{room:room:lobby}"), Some("lobby"));
+        assert_eq!(shared.room_of(b"{room:room:a}b}"), Some("a}b"));
+        assert_eq!(shared.room_of(b"{other:room:lobby}"), None);
+        assert_eq!(shared.room_of(b"room:room:lobby"), None);
         assert_eq!(shared.room_of(b"room:nodes"), None);
     }
 
     #[test]
     fn a_full_outbox_drops_the_oldest_and_counts() {
-        let shared = Shared::new("n".to_owned(), 1, "t", 2);
+        let shared = shared("t", 2);
         for text in ["a", "b", "c"] {
             shared.publish("lobby", &Message::text(text));
         }

@@ -5,7 +5,7 @@
 //! | bytes | field |
 //! | --- | --- |
 //! | 1 | format version, [`VERSION`] |
-//! | 1 | `0` text, `1` binary |
+//! | 1 | `0` text, `1` binary; plus `0x80` when the publishing node delivered it to its own members already |
 //! | 8 | the publishing backplane's instance (random per process, big-endian) |
 //! | 8 | its sequence number for this broadcast (big-endian) |
 //! | 1 | length of the node id |
@@ -27,6 +27,8 @@ pub(super) const VERSION: u8 = 1;
 
 const TEXT: u8 = 0;
 const BINARY: u8 = 1;
+/// Set in the kind byte: the publishing node delivered the message to its own members.
+const DELIVERED: u8 = 0x80;
 /// Where the sequence number starts.
 const SEQ_AT: usize = 10;
 /// Version, kind, instance, sequence number and the id's length.
@@ -48,12 +50,15 @@ pub(super) fn cut_node_id(node_id: &str) -> &str {
 pub(super) struct Draft(BytesMut);
 
 /// Encodes `message` from this node; the sequence number is filled in by [`Draft::finish`].
-pub(super) fn draft(node_id: &str, instance: u64, message: &Message) -> Draft {
+/// `delivered`: this node delivered it to its own members already (it must skip it when it
+/// comes back).
+pub(super) fn draft(node_id: &str, instance: u64, message: &Message, delivered: bool) -> Draft {
     let id = cut_node_id(node_id).as_bytes();
     let payload = message.payload();
     let mut buf = BytesMut::with_capacity(FIXED + id.len() + payload.len());
     buf.put_u8(VERSION);
-    buf.put_u8(if message.is_text() { TEXT } else { BINARY });
+    let kind = if message.is_text() { TEXT } else { BINARY };
+    buf.put_u8(if delivered { kind | DELIVERED } else { kind });
     buf.put_u64(instance);
     buf.put_u64(0);
     // `id` is at most 255 bytes long.
@@ -84,6 +89,8 @@ pub(super) struct Envelope {
     pub(super) seq: u64,
     /// The message, text or binary as it was published.
     pub(super) message: Message,
+    /// The publishing node delivered it to its own members already.
+    pub(super) delivered: bool,
 }
 
 /// Why a channel message is not a broadcast this version can read.
@@ -135,7 +142,7 @@ pub(super) fn decode(bytes: Bytes) -> Result<Envelope, Malformed> {
         .map_err(|_| Malformed::NotUtf8)?
         .to_owned();
     let payload = bytes.slice(FIXED + id_len..);
-    let message = match kind {
+    let message = match kind & !DELIVERED {
         TEXT => Message::Text(Utf8Bytes::try_from_bytes(payload).map_err(|_| Malformed::NotUtf8)?),
         BINARY => Message::Binary(payload),
         other => return Err(Malformed::Kind(other)),
@@ -145,6 +152,7 @@ pub(super) fn decode(bytes: Bytes) -> Result<Envelope, Malformed> {
         instance,
         seq,
         message,
+        delivered: kind & DELIVERED != 0,
     })
 }
 
@@ -215,7 +223,7 @@ mod tests {
             Message::text(""),
             Message::binary(Vec::new()),
         ] {
-            let bytes = draft("node-a", 7, &message).finish(42);
+            let bytes = draft("node-a", 7, &message, false).finish(42);
             let envelope = decode(bytes).unwrap();
             assert_eq!(envelope.node_id, "node-a");
             assert_eq!(envelope.instance, 7);
@@ -227,10 +235,10 @@ mod tests {
     #[test]
     fn long_node_ids_are_cut() {
         let id = "x".repeat(300);
-        let bytes = draft(&id, 1, &Message::text("a")).finish(1);
+        let bytes = draft(&id, 1, &Message::text("a"), false).finish(1);
         assert_eq!(decode(bytes).unwrap().node_id.len(), MAX_NODE_ID);
         let id = "é".repeat(200);
-        let bytes = draft(&id, 1, &Message::text("a")).finish(1);
+        let bytes = draft(&id, 1, &Message::text("a"), false).finish(1);
         assert_eq!(decode(bytes).unwrap().node_id.len(), 254);
     }
 
@@ -244,15 +252,15 @@ mod tests {
             decode(Bytes::from_static(b"hello world")).unwrap_err(),
             Malformed::Version(b'h')
         );
-        let mut bytes = draft("n", 1, &Message::binary(vec![0xff]))
+        let mut bytes = draft("n", 1, &Message::binary(vec![0xff]), false)
             .finish(1)
             .to_vec();
         bytes[1] = TEXT;
         assert_eq!(decode(Bytes::from(bytes)).unwrap_err(), Malformed::NotUtf8);
-        let mut bytes = draft("n", 1, &Message::text("a")).finish(1).to_vec();
+        let mut bytes = draft("n", 1, &Message::text("a"), false).finish(1).to_vec();
         bytes[1] = 9;
         assert_eq!(decode(Bytes::from(bytes)).unwrap_err(), Malformed::Kind(9));
-        let bytes = draft("node", 1, &Message::text("a")).finish(1);
+        let bytes = draft("node", 1, &Message::text("a"), false).finish(1);
         assert_eq!(decode(bytes.slice(..20)).unwrap_err(), Malformed::Truncated);
     }
 
