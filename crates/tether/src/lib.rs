@@ -15,7 +15,9 @@
 //!   inside `recv`; [`Config`] holds their settings.
 //! - [`client::connect`] and [`client::ClientBuilder`] open a client connection (`ws://`,
 //!   `wss://` with rustls, through HTTP or SOCKS5 proxies); [`client::Runner`] keeps one
-//!   alive across failures; `blocking` (feature `blocking`) is the same for threads.
+//!   alive across failures, and [`client::Positions`] resumes room subscriptions on each
+//!   new connection from the last position seen; `blocking` (feature `blocking`) is the
+//!   same for threads.
 //! - [`server::accept`] opens a bare connection on the server side.
 //! - [`hub::Hub`] is rooms and broadcast: membership guards that leave on drop, a bounded
 //!   queue per member, a slow-consumer policy, reports, and a [`hub::Backplane`] between
@@ -40,6 +42,7 @@
 //! | receive | `while let Some(message) = ws.recv().await? { .. }`: `Ok(None)` is a normal end |
 //! | send | `ws.send(message)`, or `ws.sender()` for other tasks |
 //! | close | `ws.close(code, reason)`: idempotent; how it ended is `ws.close_info()` |
+//! | resume rooms after a reconnect | [`client::Positions`]: `resume(&sender, ..)` on each `Event::Open`, `observe` each message |
 //!
 //! ## Features
 //!

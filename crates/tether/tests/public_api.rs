@@ -46,3 +46,34 @@ async fn a_text_message_debug_shows_a_preview() {
         r#"Text(5 bytes, "hello")"#
     );
 }
+
+#[test]
+fn the_client_resumes_with_the_hubs_own_positions() {
+    use tether::client::{Observed, Positions};
+    use tether::hub::{HistoryConfig, Hub, HubConfig};
+
+    // What the server's publish hands out is what the client tracks: one `Position` type.
+    let hub = Hub::new(
+        HubConfig::default()
+            .with_history(HistoryConfig::new(10, std::time::Duration::from_secs(60))),
+    );
+    hub.create_room("lobby", None).unwrap();
+    let joined = hub.position("lobby").unwrap();
+    let published = hub.publish("lobby", &Message::text("hi")).unwrap();
+    let mut positions = Positions::new();
+    positions.track("lobby");
+    positions.reset("lobby", joined);
+    assert_eq!(
+        positions.observe("lobby", published.position.as_ref().unwrap()),
+        Observed::Next
+    );
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<Positions>();
+}
+
+/// Never called: checks that a resume can run in a spawned task.
+#[allow(dead_code)]
+fn resume_is_send(positions: &tether::client::Positions, sender: &Sender) {
+    fn assert_send<T: Send>(_: &T) {}
+    assert_send(&positions.resume(sender, |room, _| Message::text(room.to_owned())));
+}

@@ -5,6 +5,10 @@
 //! [`connect`] takes the defaults; [`ClientBuilder`] sets every option and connects
 //! (`connect`), runs only the handshake on a stream of yours (`connect_on`), or connects for
 //! blocking code (`connect_blocking`, feature `blocking`).
+//!
+//! [`Runner`] keeps a connection alive across failures; [`Positions`] resumes a chat-like
+//! protocol's subscriptions on each new connection from the last position seen in each room,
+//! so that no message is missed or repeated.
 
 mod backoff;
 mod builder;
@@ -12,6 +16,7 @@ mod config;
 pub(crate) mod connect;
 mod handshake;
 mod proxy;
+mod resume;
 mod runner;
 mod stream;
 #[cfg(feature = "tls")]
@@ -24,6 +29,7 @@ pub use builder::ClientBuilder;
 pub use config::{ClientConfig, Response};
 pub use connect::connect;
 pub use proxy::{Proxy, ProxyConfig, ProxyKind};
+pub use resume::{Observed, Positions};
 pub use runner::{Disconnect, Event, EventHandler, Runner, StopHandle};
 #[cfg(feature = "tls")]
 pub use tls::TlsConfig;
