@@ -9,6 +9,8 @@
 //! - Redis down: the publishing node's members still get its messages at once (in an epoch
 //!   of the node's own), the other node gets them when Redis is back.
 //! - A flood while Redis is healthy drops nothing, whatever the outage buffer's capacity.
+//! - On a 3-node Redis Cluster, rooms on different shards keep and recover their history
+//!   (the script's keys and channel share the room's slot).
 
 #![allow(clippy::indexing_slicing, clippy::unwrap_used)] // Tests may panic: that is how they fail.
 
@@ -24,7 +26,7 @@ use tether::hub::{
     RedisBackplane, RedisOptions,
 };
 
-use redis_support::RedisServer;
+use redis_support::{RedisCluster, RedisServer};
 
 const ROOM: &str = "lobby";
 const SOON: Duration = Duration::from_secs(10);
@@ -41,10 +43,12 @@ impl Node {
     }
 
     async fn with(redis: &RedisServer, options: RedisOptions, history: HistoryConfig) -> Self {
+        Self::on_url(&redis.url(), options, history).await
+    }
+
+    async fn on_url(url: &str, options: RedisOptions, history: HistoryConfig) -> Self {
         logs();
-        let backplane = RedisBackplane::connect(&redis.url(), options)
-            .await
-            .unwrap();
+        let backplane = RedisBackplane::connect(url, options).await.unwrap();
         let config = HubConfig::default()
             .with_queue_capacity(20_000)
             .with_history(history);
@@ -356,4 +360,64 @@ async fn a_flood_while_redis_is_healthy_drops_nothing() {
     assert_eq!(got.len(), 2_000);
     assert_eq!(parse(&got[1_999]).1, 2_000);
     assert_eq!(a.backplane.stats().buffer_dropped, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_on_every_shard_of_a_cluster_keep_and_recover_their_history() {
+    let cluster = RedisCluster::start(3);
+    // One room per primary.
+    let mut rooms: Vec<(u16, String)> = Vec::new();
+    for n in 0..64 {
+        let room = format!("room-{n}");
+        let owner = cluster.owner_of(cluster.keyslot(&format!("{{tether:room:{room}}}")));
+        if !rooms.iter().any(|(known, _)| *known == owner) {
+            rooms.push((owner, room));
+        }
+    }
+    assert!(rooms.len() >= 2, "rooms on at least two shards: {rooms:?}");
+    let url = cluster.url();
+    let a = Node::on_url(&url, RedisOptions::new().node_id("a"), history(100)).await;
+    let b = Node::on_url(&url, RedisOptions::new().node_id("b"), history(100)).await;
+    for (owner, room) in &rooms {
+        for node in [&a, &b] {
+            node.hub.create_room(room, None).unwrap();
+        }
+        let (member, outbound) = b.hub.member(|| {});
+        let (_guard, start) = b.hub.join_since(&member, room, None).await.unwrap();
+        drop(outbound);
+        for index in 0..20 {
+            a.hub
+                .publish(room, &Message::text(format!("{index}")))
+                .unwrap();
+        }
+        // Recovered on b from the start: the 20, in order, with the shard's positions.
+        let deadline = Instant::now() + SOON;
+        let recovery = loop {
+            let (again, _out) = b.hub.member(|| {});
+            let (_g, recovery) = b
+                .hub
+                .join_since(&again, room, Some(&start.position))
+                .await
+                .unwrap();
+            if recovery.position.offset == 20 || Instant::now() > deadline {
+                break recovery;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(
+            recovery.recovered(),
+            "{room} on {owner}: {:?}",
+            recovery.failure()
+        );
+        let texts: Vec<String> = recovery.missed().iter().map(|m| parse(m).2).collect();
+        let expected: Vec<String> = (0..20).map(|index| format!("{index}")).collect();
+        assert_eq!(texts, expected, "{room} on {owner}");
+        // The keys live on the room's shard.
+        let stream = format!("{{tether:room:{room}}}:history");
+        assert_eq!(
+            redis_support::cli(*owner, &["XLEN", &stream]),
+            "20",
+            "{room}"
+        );
+    }
 }
