@@ -433,10 +433,30 @@ async fn three_nodes_on_a_redis_cluster_share_rooms_on_every_shard() {
 
     say_all(&users, &rooms, "m", 5).await;
     assert_delivered(&mut users, &rooms, &["u0", "u1", "u2"], "m", 5, WAIT).await;
+    let primaries: BTreeSet<String> = cluster
+        .nodes()
+        .iter()
+        .map(|node| {
+            format!(
+                "tether_backplane_shard_up{{shard=\"127.0.0.1:{}\"}}",
+                node.port()
+            )
+        })
+        .collect();
     for chat in &chats {
         let metrics = backplane_metrics(chat);
         assert_eq!(metrics["tether_backplane_healthy"], 1.0);
         assert_eq!(metrics["tether_backplane_errors_total"], 0.0);
+        // Each primary is reported, and up.
+        let shards: BTreeSet<String> = metrics
+            .iter()
+            .filter(|(name, _)| name.starts_with("tether_backplane_shard_up"))
+            .map(|(name, up)| {
+                assert_eq!(*up, 1.0, "{name}");
+                name.clone()
+            })
+            .collect();
+        assert_eq!(shards, primaries);
     }
     assert_no_panic(&chats.iter().collect::<Vec<_>>());
 }

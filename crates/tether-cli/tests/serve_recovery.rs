@@ -21,7 +21,6 @@
 #[allow(dead_code)] // Not every helper is used here.
 mod harness;
 #[path = "../../tether/tests/support/redis.rs"]
-#[allow(dead_code)] // Not every helper is used here.
 mod redis_support;
 
 use std::net::SocketAddr;

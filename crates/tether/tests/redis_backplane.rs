@@ -589,3 +589,63 @@ async fn unreachable_at_startup_is_a_quick_clear_error_or_a_degraded_start() {
     let stats = degraded.backplane.stats();
     assert_eq!((stats.reconnects, stats.buffered), (1, 0), "{stats:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_reports_the_health_of_each_shard() {
+    logs();
+    let cluster = RedisCluster::start(3);
+    let options = RedisOptions::new()
+        .node_id("a")
+        .ping_interval(Duration::from_millis(100))
+        .response_timeout(Duration::from_millis(500))
+        .reconnect_backoff(Duration::from_millis(50), Duration::from_millis(200));
+    let node = Node::connect(&cluster.url(), options).await;
+    let ports: Vec<u16> = cluster.nodes().iter().map(|node| node.port()).collect();
+    wait_until("three healthy shards", SOON, || {
+        let shards = node.backplane.shards();
+        shards.len() == 3 && shards.iter().all(|shard| shard.healthy)
+    })
+    .await;
+    let shards = node.backplane.shards();
+    assert_eq!(shards.iter().map(|shard| shard.slots).sum::<u32>(), 16_384);
+    let mut addresses: Vec<String> = shards.iter().map(|shard| shard.address.clone()).collect();
+    let mut expected: Vec<String> = ports
+        .iter()
+        .map(|port| format!("127.0.0.1:{port}"))
+        .collect();
+    addresses.sort();
+    expected.sort();
+    assert_eq!(addresses, expected);
+
+    // One primary goes away: the backplane is unhealthy and says which shard is.
+    let down = format!("127.0.0.1:{}", ports[1]);
+    let _ = redis_support::cli(ports[1], &["SHUTDOWN", "NOSAVE"]);
+    let deadline = Instant::now() + SOON;
+    loop {
+        let shards = node.backplane.shards();
+        let named = !node.backplane.is_healthy()
+            && shards.len() == 3
+            && shards
+                .iter()
+                .all(|shard| shard.healthy == (shard.address != down));
+        if named {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{down} down, not named: {shards:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let shards = node.backplane.shards();
+    let failed = shards.iter().find(|shard| shard.address == down).unwrap();
+    assert!(failed.error.is_some(), "{failed:?}");
+
+    // A single server is one shard.
+    let redis = RedisServer::start();
+    let single = Node::connect(&redis.url(), RedisOptions::new()).await;
+    let shards = single.backplane.shards();
+    assert_eq!(shards.len(), 1);
+    assert!(shards[0].healthy);
+    assert_eq!(shards[0].address, format!("127.0.0.1:{}", redis.port()));
+}

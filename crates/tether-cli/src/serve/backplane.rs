@@ -78,6 +78,12 @@ impl Backplane {
                 received: stats.received,
                 buffered: stats.buffered as u64,
                 buffer_dropped: stats.buffer_dropped,
+                shards: self
+                    .redis
+                    .shards()
+                    .into_iter()
+                    .map(|shard| (shard.address, shard.healthy))
+                    .collect(),
             }
         }
         #[cfg(not(feature = "redis"))]

@@ -35,7 +35,7 @@ impl Side {
 }
 
 /// The backplane's health and counters (with `--backplane`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct BackplaneFigures {
     /// Whether broadcasts reach the other nodes now.
     pub(crate) healthy: bool,
@@ -51,6 +51,9 @@ pub(crate) struct BackplaneFigures {
     pub(crate) buffered: u64,
     /// Broadcasts the full outage buffer could not keep.
     pub(crate) buffer_dropped: u64,
+    /// Each shard's address and whether it answered the last check (one for a single
+    /// server).
+    pub(crate) shards: Vec<(String, bool)>,
 }
 
 /// The app's counters, shared by every connection.
@@ -340,6 +343,17 @@ fn render_backplane(out: &mut String, figures: &BackplaneFigures) {
         family(out, name, kind, help);
         let _ = writeln!(out, "{name} {value}");
     }
+    let name = "tether_backplane_shard_up";
+    family(
+        out,
+        name,
+        "gauge",
+        "Whether each Redis shard (each primary of a cluster, or the one server) answered the \
+         last health check.",
+    );
+    for (shard, up) in &figures.shards {
+        let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {}", u8::from(*up));
+    }
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -412,6 +426,10 @@ mod tests {
             received: 20,
             buffered: 4,
             buffer_dropped: 2,
+            shards: vec![
+                ("127.0.0.1:7000".to_owned(), true),
+                ("127.0.0.1:7001".to_owned(), false),
+            ],
         };
         let text = Metrics::default().render(
             &ServerStats::default(),
@@ -436,6 +454,15 @@ mod tests {
             );
         }
         assert_families_declared(&text);
+        for line in [
+            "tether_backplane_shard_up{shard=\"127.0.0.1:7000\"} 1",
+            "tether_backplane_shard_up{shard=\"127.0.0.1:7001\"} 0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
         let healthy = BackplaneFigures {
             healthy: true,
             ..figures

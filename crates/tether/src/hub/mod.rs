@@ -132,7 +132,7 @@ use tokio::sync::mpsc;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{
-    BackplaneError, BackplaneErrorKind, BackplaneStats, RedisBackplane, RedisOptions,
+    BackplaneError, BackplaneErrorKind, BackplaneStats, RedisBackplane, RedisOptions, ShardHealth,
 };
 pub use backplane::{
     Backplane, HistoryFuture, LocalDelivery, MemoryBackplane, MemoryBus, RemoteSink,

@@ -22,7 +22,11 @@ use bytes::Bytes;
 use tokio::task::JoinSet;
 
 use super::error::BackplaneError;
+use super::shards::{self, ShardHealth};
 use super::store::{self, Append, Scripts};
+
+/// Where a cluster session reports the health of each shard after every check.
+pub(super) type ShardReport = Arc<dyn Fn(Vec<ShardHealth>) + Send + Sync>;
 
 /// Where the backplane connects, parsed from its URL.
 #[derive(Clone)]
@@ -185,6 +189,8 @@ impl Session {
         target: &Target,
         timeouts: Timeouts,
         push: PushHandler,
+        report: &ShardReport,
+        known: &[String],
     ) -> RedisResult<Self> {
         let push = move |info: PushInfo| -> Result<(), Infallible> {
             push(info);
@@ -217,24 +223,42 @@ impl Session {
                 }
             }
         };
-        session.ping(timeouts.response).await?;
+        session.ping(timeouts.response, report, known).await?;
         Ok(session)
     }
 
-    /// `PING` (every primary of a cluster), bounded by `timeout`.
-    pub(super) async fn ping(&mut self, timeout: Duration) -> RedisResult<()> {
-        let ping = ::redis::cmd("PING");
-        let pinged = match self {
+    /// `PING`, bounded by `timeout`. On a cluster every primary is pinged on its own (the list
+    /// from any primary, or from one of the `known` addresses), and `report` gets each one's
+    /// health; one that does not answer fails the check.
+    pub(super) async fn ping(
+        &mut self,
+        timeout: Duration,
+        report: &ShardReport,
+        known: &[String],
+    ) -> RedisResult<()> {
+        match self {
             Self::Single(connection) => {
-                tokio::time::timeout(timeout, ping.query_async::<Value>(connection)).await
+                let ping = ::redis::cmd("PING");
+                match tokio::time::timeout(timeout, ping.query_async::<Value>(connection)).await {
+                    Ok(result) => result.map(drop),
+                    Err(_) => Err(timeout_error("PING")),
+                }
             }
             Self::Cluster(connection) => {
-                tokio::time::timeout(timeout, ping.query_async::<Value>(connection)).await
+                let checked = shards::check(connection, timeout, known).await?;
+                let failed = checked.iter().find(|shard| !shard.healthy).map(|shard| {
+                    let why = shard.error.as_deref().unwrap_or("no answer");
+                    format!("shard {} is unhealthy: {why}", shard.address)
+                });
+                report(checked);
+                match failed {
+                    Some(failed) => Err(RedisError::from(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionRefused,
+                        failed,
+                    ))),
+                    None => Ok(()),
+                }
             }
-        };
-        match pinged {
-            Ok(result) => result.map(drop),
-            Err(_) => Err(timeout_error("PING")),
         }
     }
 

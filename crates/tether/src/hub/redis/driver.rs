@@ -18,7 +18,7 @@ use ::redis::{PushInfo, RedisError, RedisResult};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::time::{Instant, sleep_until};
 
-use super::conn::{Publication, PushHandler, Session, Target, Timeouts};
+use super::conn::{Publication, PushHandler, Session, ShardReport, Target, Timeouts};
 use super::shared::{Control, HistoryRequest, Outgoing, Shared};
 use super::store::{self, Scripts};
 use crate::client::{Backoff, Reconnect};
@@ -64,6 +64,8 @@ pub(super) struct Driver {
     /// Recoveries waiting to read the history.
     requests: UnboundedReceiver<HistoryRequest>,
     scripts: Scripts,
+    /// Hands each cluster health check's shards to the shared state.
+    report: ShardReport,
 }
 
 /// Holds buffered broadcasts back after a reconnection until the other nodes are back.
@@ -88,6 +90,7 @@ impl Driver {
             .max_delay(settings.max_backoff)
             .reset_after(settings.max_backoff);
         let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let shared_for_report = Arc::clone(&shared);
         Self {
             shared,
             target,
@@ -103,6 +106,14 @@ impl Driver {
             presence_dropped: false,
             requests,
             scripts: Scripts::new(),
+            report: {
+                let shared = Arc::downgrade(&shared_for_report);
+                Arc::new(move |shards| {
+                    if let Some(shared) = shared.upgrade() {
+                        shared.set_shards(shards);
+                    }
+                })
+            },
         }
     }
 
@@ -117,7 +128,15 @@ impl Driver {
                 shared.on_push(generation, info, &control);
             }
         });
-        Session::open(&self.target, self.settings.timeouts, push).await
+        let known = self.shared.shard_addresses();
+        Session::open(
+            &self.target,
+            self.settings.timeouts,
+            push,
+            &self.report,
+            &known,
+        )
+        .await
     }
 
     /// Runs until the backplane is dropped; `session` is an open one to start with.
@@ -161,6 +180,7 @@ impl Driver {
         let was_healthy = self.shared.is_healthy();
         self.shared.set_healthy(false);
         self.shared.trim_for_outage();
+        self.shared.shards_unchecked(&error.to_string());
         // Recoveries waiting now cannot be answered by this session.
         while let Ok(request) = self.requests.try_recv() {
             let _ = request.reply.send(Err(RecoveryFailure::Unavailable));
@@ -277,7 +297,10 @@ impl Driver {
                 busy = true;
             }
             if Instant::now() >= next_ping {
-                session.ping(self.settings.timeouts.response).await?;
+                let known = self.shared.shard_addresses();
+                session
+                    .ping(self.settings.timeouts.response, &self.report, &known)
+                    .await?;
                 if gate.is_none() {
                     if let Some(count) = session.subscribers(&presence).await? {
                         self.nodes = Some(count);

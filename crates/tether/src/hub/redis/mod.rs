@@ -6,6 +6,7 @@
 mod conn;
 mod driver;
 mod error;
+mod shards;
 mod shared;
 mod store;
 mod wire;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use tether_proto::Message;
 
 pub use error::{BackplaneError, BackplaneErrorKind};
+pub use shards::ShardHealth;
 
 use super::history::{HistoryConfig, Position};
 use super::{Backplane, HistoryFuture, LocalDelivery, RemoteSink};
@@ -235,6 +237,8 @@ pub struct BackplaneStats {
 /// Dropping the last handle (the hub holds one) stops its task and closes its connection.
 pub struct RedisBackplane {
     shared: Arc<Shared>,
+    /// The server's address, when it is a single server (not a cluster).
+    single: Option<String>,
 }
 
 impl fmt::Debug for RedisBackplane {
@@ -306,13 +310,38 @@ impl RedisBackplane {
             requests,
             options.response_timeout * 2,
         ));
+        let single = match &target {
+            Target::Single(_) => Some(target.shown()),
+            Target::Cluster(_) => None,
+        };
         let driver = Driver::new(Arc::clone(&shared), target, options.settings(), pending);
-        (Arc::new(Self { shared }), driver)
+        (Arc::new(Self { shared, single }), driver)
     }
 
     /// The counters and the health now.
     pub fn stats(&self) -> BackplaneStats {
         self.shared.stats()
+    }
+
+    /// The health of each shard: on a Redis Cluster, every primary that owns slots, as the
+    /// last health check (every [`ping_interval`](RedisOptions::ping_interval), and at each
+    /// connection attempt) saw it, by address; the backplane is healthy only when all of
+    /// them answer, and this says which do not. A lost connection marks them all unchecked
+    /// until the next check. On a single server: one entry, its address, healthy as the
+    /// backplane is.
+    pub fn shards(&self) -> Vec<ShardHealth> {
+        match &self.single {
+            Some(address) => {
+                let healthy = self.shared.is_healthy();
+                vec![ShardHealth {
+                    address: address.clone(),
+                    slots: 0,
+                    healthy,
+                    error: (!healthy).then(|| "unreachable".to_owned()),
+                }]
+            }
+            None => self.shared.shards(),
+        }
     }
 
     /// This node's id on the backplane.

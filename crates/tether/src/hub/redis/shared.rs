@@ -16,6 +16,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::{Notify, oneshot};
 
 use super::BackplaneStats;
+use super::shards::ShardHealth;
 use super::store::{self, Append};
 use super::wire::{self, Dedupe};
 use crate::hub::history::{HistoryConfig, Position, Recovery, RecoveryFailure, new_epoch};
@@ -112,6 +113,8 @@ pub(super) struct Shared {
     counters: Counters,
     /// Whether the warning about another node with this node id was given.
     warned_same_id: AtomicBool,
+    /// The shards of a cluster as the last check saw them (empty for a single server).
+    shards: Mutex<Vec<ShardHealth>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -147,6 +150,7 @@ impl Shared {
             healthy: AtomicBool::new(false),
             counters: Counters::default(),
             warned_same_id: AtomicBool::new(false),
+            shards: Mutex::new(Vec::new()),
         }
     }
 
@@ -478,6 +482,39 @@ impl Shared {
         if let Some(sink) = sink {
             sink(room, envelope.message, position);
         }
+    }
+
+    /// The shards of the last cluster health check.
+    pub(super) fn set_shards(&self, shards: Vec<ShardHealth>) {
+        *lock(&self.shards) = shards;
+    }
+
+    /// The connection was lost: no shard is known to be healthy until the next check, unless
+    /// that check is what failed (then its report says which shard and why).
+    pub(super) fn shards_unchecked(&self, why: &str) {
+        let mut shards = lock(&self.shards);
+        if shards
+            .iter()
+            .any(|shard| !shard.healthy && shard.error.is_some())
+        {
+            return;
+        }
+        for shard in shards.iter_mut().filter(|shard| shard.healthy) {
+            shard.healthy = false;
+            shard.error = Some(format!("not checked since the connection was lost ({why})"));
+        }
+    }
+
+    /// The addresses of the shards the last check saw.
+    pub(super) fn shard_addresses(&self) -> Vec<String> {
+        lock(&self.shards)
+            .iter()
+            .map(|shard| shard.address.clone())
+            .collect()
+    }
+
+    pub(super) fn shards(&self) -> Vec<ShardHealth> {
+        lock(&self.shards).clone()
     }
 
     pub(super) fn count_error(&self) {
