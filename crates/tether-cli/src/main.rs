@@ -17,6 +17,19 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// jemalloc instead of glibc's malloc: every tokio task and every socket's readiness state is
+/// a block aligned to 128 bytes, which glibc pads with fragments it rarely reuses (a third of
+/// an idle connection's memory); jemalloc's size classes hold them exactly, and it is at least
+/// as fast for the rest. `scripts/bench idle` measures both (`--no-default-features` builds
+/// without it).
+#[cfg(all(
+    feature = "jemalloc",
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Tether: WebSocket tools in which failure is a first-class citizen.
 #[derive(Debug, Parser)]
 #[command(name = "tether", version, about)]
