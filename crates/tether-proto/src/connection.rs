@@ -213,7 +213,8 @@ pub struct Connection {
     /// it failed (a reset, a write that failed).
     transport_end: Option<bool>,
     /// Payloads up to this many bytes are copied out of the input; larger ones share it.
-    detach_threshold: usize,
+    /// (`u32`: it packs with the flags, and nobody copies 4 GiB to spare a view.)
+    detach_threshold: u32,
     /// permessage-deflate, when negotiated (boxed: most connections have none).
     deflate: Option<Box<Deflate>>,
 }
@@ -293,8 +294,13 @@ impl Connection {
     /// A view keeps the whole input buffer alive as long as the message lives; when the input
     /// is a large buffer shared by many connections, copying small payloads (cheap) keeps a
     /// message an application holds on to from pinning it.
+    /// Thresholds beyond `u32::MAX` count as `u32::MAX`.
     pub const fn with_detach_threshold(mut self, max: usize) -> Self {
-        self.detach_threshold = max;
+        self.detach_threshold = if max > u32::MAX as usize {
+            u32::MAX
+        } else {
+            max as u32
+        };
         self
     }
 
@@ -456,7 +462,7 @@ impl Connection {
             let len = frame.len;
             let compressed = frame.compressed;
             self.frame = None;
-            let payload = if len <= self.detach_threshold {
+            let payload = if len <= self.detach_threshold as usize {
                 let copy = Bytes::copy_from_slice(input.get(..len).unwrap_or_default());
                 input.advance(len);
                 copy

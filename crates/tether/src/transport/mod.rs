@@ -9,43 +9,37 @@
 //! - `sender`: the outbox shared by every [`Sender`] of a connection.
 //! - `liveness`: the heartbeat timer (ping interval, pong deadline, idle and read timeouts).
 //! - `precompressed`: payloads a broadcast compressed once for every member.
+//! - `stream`: the byte stream both sides use at once (TCP without a lock, others with one).
 //!
 //! How a connection ended is decided by the core
 //! ([`Connection::close_info`](tether_proto::Connection::close_info)); the transport only tells
 //! it when the stream is finished.
 //!
-//! The stream is boxed (`Box<dyn Io>`): TCP, rustls, hyper's upgraded connection and an
-//! in-memory duplex all give the same type, and a virtual call per read or write syscall
-//! costs nothing measurable next to the syscall.
+//! Plain TCP is kept as it is; any other stream is boxed (`Box<dyn Io>`): rustls, hyper's
+//! upgraded connection and an in-memory duplex all give the same type, and a virtual call per
+//! read or write syscall costs nothing measurable next to the syscall.
 
 mod config;
 mod liveness;
 pub(crate) mod precompressed;
 mod reader;
 mod sender;
+mod stream;
 mod websocket;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::BytesMut;
 use tether_proto::{Connection, Role};
-use tokio::io::{AsyncRead, AsyncWrite, WriteHalf};
 use tokio::time::Instant;
 
 pub use config::{CaughtCloseCodes, Config};
 pub(crate) use reader::Reader;
 pub use sender::Sender;
+pub(crate) use stream::{BoxIo, Stream};
 pub use tether_proto::{CloseInfo, CloseReason};
 pub use websocket::{ConnectionState, WebSocket};
-
-/// A byte stream a connection can run on.
-pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
-
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
-
-/// The stream of every connection, whatever its type.
-pub(crate) type BoxIo = Box<dyn Io>;
 
 /// Gives every connection of the process its own id (for logs and hub membership).
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -60,8 +54,6 @@ pub(crate) fn next_connection_id() -> u64 {
 #[derive(Debug)]
 pub(crate) struct Proto {
     pub(crate) conn: Connection,
-    /// Set once the transport is finished: nothing more may be written.
-    pub(crate) terminated: bool,
     /// When the close handshake we started must be complete (boxed: an open connection
     /// has none).
     close_deadline: Option<Box<Instant>>,
@@ -79,16 +71,16 @@ impl Proto {
     }
 }
 
-/// The write half and its buffers. `buf` holds encoded frames not yet written, and `tail` a
+/// The outbox. `buf` holds encoded frames not yet written, and `tail` a
 /// large payload that goes out right after `buf` without being copied into it (a vectored
 /// write). A write that is cancelled leaves exactly the unwritten rest in them, so the stream
 /// stays intact.
 pub(crate) struct Writer {
-    pub(crate) io: WriteHalf<BoxIo>,
     pub(crate) buf: BytesMut,
-    pub(crate) tail: bytes::Bytes,
-    /// Whether a writer is flushing the outbox; others queue behind it.
-    pub(crate) flushing: bool,
+    pub(crate) tail: sender::Tail,
+    /// Wakes writers waiting for a flush in progress to drain the outbox; made when a writer
+    /// first has to wait (most connections never do).
+    pub(crate) drained: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// State shared by the receiving loop and every sender of one connection.
@@ -98,12 +90,17 @@ pub(crate) struct Shared {
     /// Set once a close frame was sent, so the receiver looks for a close deadline (under
     /// the lock) only when there can be one.
     pub(crate) closing: AtomicBool,
-    pub(crate) config: std::sync::Arc<Config>,
+    /// Set once the transport is finished: nothing more may be written.
+    terminated: AtomicBool,
+    /// Whether a writer is flushing the outbox; others queue behind it. Read and written only
+    /// with the outbox locked (kept out of `Writer` to pack with the other flags).
+    flushing: AtomicBool,
+    pub(crate) config: Arc<Config>,
+    /// The byte stream, read by the receiving loop and written by the flushing sender.
+    pub(crate) stream: Stream,
     proto: Mutex<Proto>,
     /// The outbox; locked only for a moment, never across an await.
     writer: Mutex<Writer>,
-    /// Wakes writers waiting for a flush in progress to drain the outbox.
-    pub(crate) drained: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Shared {
@@ -116,31 +113,36 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(
-        id: u64,
-        role: Role,
-        config: std::sync::Arc<Config>,
-        write_half: WriteHalf<BoxIo>,
-    ) -> Self {
+    pub(crate) fn new(id: u64, role: Role, config: Arc<Config>, stream: Stream) -> Self {
         Self {
             id,
             role,
             closing: AtomicBool::new(false),
+            terminated: AtomicBool::new(false),
+            flushing: AtomicBool::new(false),
             proto: Mutex::new(Proto {
                 conn: Connection::new(role, config.limits)
                     .with_detach_threshold(reader::COPY_OUT_MAX),
-                terminated: false,
                 close_deadline: None,
             }),
             config,
+            stream,
             writer: Mutex::new(Writer {
-                io: write_half,
                 buf: BytesMut::new(),
-                tail: bytes::Bytes::new(),
-                flushing: false,
+                tail: sender::Tail::default(),
+                drained: None,
             }),
-            drained: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Whether the transport is finished: nothing more may be written.
+    pub(crate) fn is_terminated(&self) -> bool {
+        self.terminated.load(Ordering::Acquire)
+    }
+
+    /// Marks the transport finished.
+    pub(crate) fn terminate(&self) {
+        self.terminated.store(true, Ordering::Release);
     }
 
     /// The outbox. Lock order: the outbox before the protocol state.
@@ -172,13 +174,22 @@ mod footprint {
     use super::{Config, WebSocket};
     use crate::Message;
 
+    /// The state both halves share is one allocation per connection: 256 bytes with its
+    /// reference counts (a size class of every common allocator, no slack).
+    #[test]
+    fn the_shared_state_fits_256_bytes_with_its_counts() {
+        let counts = 2 * std::mem::size_of::<usize>();
+        let shared = std::mem::size_of::<super::Shared>();
+        assert!(shared + counts <= 256, "Shared: {shared} bytes");
+    }
+
     #[tokio::test]
     async fn the_futures_of_recv_and_send_stay_small() {
         let (stream, _peer) = tokio::io::duplex(64);
         let mut ws =
             WebSocket::from_upgraded(stream, Role::Server, Config::default(), Default::default());
         assert!(
-            size_of_val(&ws) <= 128,
+            size_of_val(&ws) <= 120,
             "WebSocket: {} bytes",
             size_of_val(&ws)
         );

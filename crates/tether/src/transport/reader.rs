@@ -23,11 +23,10 @@ use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
 use tether_proto::{Event, Message, ProtocolError, Role};
-use tokio::io::{AsyncReadExt, AsyncWrite, ReadHalf};
 use tokio::time::Sleep;
 
 use super::sender::WriteError;
-use super::{BoxIo, CloseInfo, Shared};
+use super::{CloseInfo, Shared};
 use crate::error::{Error, TimeoutPhase};
 
 /// The smallest read offered into a connection's own buffer.
@@ -72,8 +71,6 @@ type SideTask = Pin<Box<dyn Future<Output = Step> + Send>>;
 /// The receiving side of a connection.
 pub(crate) struct Reader {
     shared: Arc<Shared>,
-    /// `None` once handed to the background task that ends the connection.
-    io: Option<ReadHalf<BoxIo>>,
     buf: BytesMut,
     task: Option<SideTask>,
     /// Fires at the close deadline, once we have sent a close frame.
@@ -81,6 +78,8 @@ pub(crate) struct Reader {
     /// How many pongs arrived: heartbeats compare it before and after their ping.
     pongs: u64,
     done: bool,
+    /// Set once reading was handed to the background task that ends the connection.
+    released: bool,
     /// Set once `WebSocket::recv` has told how the stream ended: later calls say `Ok(None)`.
     pub(crate) end_reported: bool,
 }
@@ -96,7 +95,7 @@ impl std::fmt::Debug for Reader {
 }
 
 impl Reader {
-    pub(crate) fn new(shared: Arc<Shared>, io: ReadHalf<BoxIo>, leftover: BytesMut) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, leftover: BytesMut) -> Self {
         // An empty leftover may still hold the handshake's buffer: let it go.
         let buf = if leftover.is_empty() {
             BytesMut::new()
@@ -105,12 +104,12 @@ impl Reader {
         };
         Self {
             shared,
-            io: Some(io),
             buf,
             task: None,
             close_timer: None,
             pongs: 0,
             done: false,
+            released: false,
             end_reported: false,
         }
     }
@@ -165,7 +164,7 @@ impl Reader {
                         Ok(_) => {}
                         Err(error) => {
                             self.shared.proto().conn.note_transport_end(false);
-                            self.shared.proto().terminated = true;
+                            self.shared.terminate();
                             self.done = true;
                             return Poll::Ready(Some(Err(Error::from_read(error))));
                         }
@@ -228,11 +227,15 @@ impl Reader {
     /// progress still needs.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         let Self {
-            shared, io, buf, ..
+            shared,
+            buf,
+            released,
+            ..
         } = self;
-        let Some(io) = io.as_mut() else {
+        if *released {
             return Poll::Ready(Ok(0));
-        };
+        }
+        let io = &shared.stream;
         if buf.is_empty() {
             let shared_read = SCRATCH.with(|cell| {
                 // Only a re-entrant poll could find it borrowed; then use our own buffer.
@@ -242,15 +245,13 @@ impl Reader {
                     // Reuses the old chunk in place when no message still refers to it.
                     scratch.reserve(SCRATCH_CHUNK);
                 }
-                Some(
-                    match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, scratch) {
-                        Poll::Ready(Ok(read)) => {
-                            *buf = scratch.split_to(read);
-                            Poll::Ready(Ok(read))
-                        }
-                        other => other,
-                    },
-                )
+                Some(match io.poll_read_buf(cx, scratch) {
+                    Poll::Ready(Ok(read)) => {
+                        *buf = scratch.split_to(read);
+                        Poll::Ready(Ok(read))
+                    }
+                    other => other,
+                })
             });
             if let Some(poll) = shared_read {
                 return poll;
@@ -265,7 +266,7 @@ impl Reader {
             grown.extend_from_slice(buf);
             *buf = grown;
         }
-        tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
+        io.poll_read_buf(cx, buf)
     }
 
     fn answer_ping(&self, payload: Bytes) -> SideTask {
@@ -287,7 +288,7 @@ impl Reader {
 
     fn on_peer_close(&mut self) -> SideTask {
         let shared = Arc::clone(&self.shared);
-        let io = self.io.take();
+        let io = !std::mem::replace(&mut self.released, true);
         Box::pin(async move {
             let replied = shared.proto().conn.sent_close().is_some();
             if !replied {
@@ -338,7 +339,7 @@ impl Reader {
     /// Fails the connection: sends the error's close frame, then ends the transport.
     fn fail(&mut self, error: ProtocolError) -> SideTask {
         let shared = Arc::clone(&self.shared);
-        let io = self.io.take();
+        let io = !std::mem::replace(&mut self.released, true);
         Box::pin(async move {
             let frame = error.close_frame();
             let write = shared
@@ -360,17 +361,23 @@ impl Reader {
     }
 }
 
-/// Hands the read half to a background task that reads and discards until the peer ends the
+/// Hands reading to a background task that reads and discards until the peer ends the
 /// connection (bounded by the close timeout), then, if asked, shuts down the write side.
-fn linger(shared: Arc<Shared>, io: Option<ReadHalf<BoxIo>>, shutdown_after: bool) {
-    let Some(mut io) = io else {
+/// `read` says whether reading was still ours to hand over.
+fn linger(shared: Arc<Shared>, read: bool, shutdown_after: bool) {
+    if !read {
         return;
-    };
+    }
     tokio::spawn(async move {
         let timeout = shared.config.close_timeout;
         let drain = async {
-            let mut scratch = [0u8; 1024];
-            while let Ok(1..) = io.read(&mut scratch).await {}
+            let mut scratch = BytesMut::with_capacity(1024);
+            while let Ok(1..) = std::future::poll_fn(|cx| {
+                scratch.clear();
+                shared.stream.poll_read_buf(cx, &mut scratch)
+            })
+            .await
+            {}
         };
         let _ = tokio::time::timeout(timeout, drain).await;
         if shutdown_after {
@@ -382,7 +389,7 @@ fn linger(shared: Arc<Shared>, io: Option<ReadHalf<BoxIo>>, shutdown_after: bool
 /// Marks the transport finished and shuts down its write side (TCP FIN), bounded by the close
 /// timeout.
 async fn shutdown_write(shared: &Shared) {
-    shared.proto().terminated = true;
-    let shutdown = std::future::poll_fn(|cx| Pin::new(&mut shared.writer().io).poll_shutdown(cx));
+    shared.terminate();
+    let shutdown = std::future::poll_fn(|cx| shared.stream.poll_shutdown(cx));
     let _ = tokio::time::timeout(shared.config.close_timeout, shutdown).await;
 }

@@ -17,10 +17,9 @@ use std::task::{Context, Poll, Waker, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
 use tether_proto::{CloseCode, CloseFrame, Message, Reason, Role, SendError};
-use tokio::io::AsyncWrite;
 use tokio::time::Instant;
 
-use super::{Proto, Shared, Writer, precompressed};
+use super::{Proto, Shared, Stream, Writer, precompressed};
 use crate::error::{Error, TimeoutPhase};
 use crate::mask_keys::mask_key;
 
@@ -35,6 +34,12 @@ const VECTORED_PAYLOAD_MIN: usize = 16 * 1024;
 /// `feed` writes once this much is queued, so a long burst does not grow the buffer without
 /// bound.
 const FEED_WRITE_THRESHOLD: usize = 64 * 1024;
+
+thread_local! {
+    /// The outbox buffer lent to a write that finds the outbox empty (see
+    /// [`Shared::start_write`]).
+    static OUTBOX_SCRATCH: std::cell::Cell<Option<BytesMut>> = const { std::cell::Cell::new(None) };
+}
 
 /// The slow part of a write, boxed (see [`Shared::finish_within_timeout`]).
 type SlowWrite<'a> = Pin<Box<dyn Future<Output = Result<(), WriteError>> + Send + 'a>>;
@@ -70,7 +75,48 @@ impl WriteError {
     }
 }
 
+/// A large payload written after the outbox's bytes without being copied into them (a
+/// vectored write). Boxed: most connections never send one, and an empty one costs a pointer.
+#[derive(Default)]
+pub(crate) struct Tail(Option<Box<Bytes>>);
+
+impl Tail {
+    fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|tail| tail.is_empty())
+    }
+
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |tail| tail.len())
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        self.0.as_deref().map_or(&[], |tail| tail.as_ref())
+    }
+
+    fn advance(&mut self, by: usize) {
+        if let Some(tail) = self.0.as_mut() {
+            tail.advance(by);
+        }
+    }
+
+    /// The payload, leaving none.
+    fn take(&mut self) -> Bytes {
+        self.0.take().map(|tail| *tail).unwrap_or_default()
+    }
+
+    fn set(&mut self, payload: Bytes) {
+        self.0 = Some(Box::new(payload));
+    }
+}
+
 impl Writer {
+    /// Wakes the writers waiting for the outbox to drain, if any ever waited.
+    fn notify_drained(&self) {
+        if let Some(drained) = &self.drained {
+            drained.notify_waiters();
+        }
+    }
+
     /// Whether the queued bytes must be written now: on request, past the feed threshold, or
     /// when a payload waits in the tail.
     fn must_write(&self, flush: Flush) -> bool {
@@ -86,15 +132,14 @@ impl Writer {
 impl Writer {
     /// Writes the whole buffer, then the tail. Cancel-safe: what was written is removed as it
     /// goes, so a cancelled write resumes where it stopped.
-    fn poll_write_buffered(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    fn poll_write_buffered(&mut self, io: &Stream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.buf.is_empty() || !self.tail.is_empty() {
-            let io = Pin::new(&mut self.io);
             let written = if self.tail.is_empty() {
                 ready!(io.poll_write(cx, &self.buf))?
             } else if self.buf.is_empty() {
-                ready!(io.poll_write(cx, &self.tail))?
+                ready!(io.poll_write(cx, self.tail.as_slice()))?
             } else {
-                let slices = [IoSlice::new(&self.buf), IoSlice::new(&self.tail)];
+                let slices = [IoSlice::new(&self.buf), IoSlice::new(self.tail.as_slice())];
                 ready!(io.poll_write_vectored(cx, &slices))?
             };
             if written == 0 {
@@ -109,7 +154,7 @@ impl Writer {
             self.buf.advance(from_buf);
             self.tail.advance(written - from_buf);
         }
-        ready!(Pin::new(&mut self.io).poll_flush(cx))?;
+        ready!(io.poll_flush(cx))?;
         if self.buf.capacity() > MAX_RETAINED_WRITE_BUFFER {
             self.buf = BytesMut::new();
         }
@@ -136,8 +181,9 @@ struct FlusherGuard<'a> {
 impl Drop for FlusherGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
-            self.shared.writer().flushing = false;
-            self.shared.drained.notify_waiters();
+            let mut writer = self.shared.writer();
+            self.shared.set_flushing(&mut writer, false);
+            writer.notify_drained();
         }
     }
 }
@@ -179,8 +225,35 @@ impl Shared {
         F: FnOnce(&mut Proto, Option<[u8; 4]>, &mut BytesMut) -> Result<Option<Bytes>, SendError>,
     {
         let mut writer = self.writer();
-        self.encode_into(&mut writer, encode)?;
-        self.next_step(&mut writer, flush)
+        // With nothing queued, the frame is encoded into the thread's buffer and, once the
+        // socket took all of it, the buffer goes back: an idle connection keeps no outbox
+        // buffer. Only a write the socket does not finish keeps it.
+        let borrowed = flush == Flush::Now && !self.flushing(&writer) && writer.queued() == 0;
+        if borrowed {
+            writer.buf = OUTBOX_SCRATCH.take().unwrap_or_default();
+        }
+        let step = self
+            .encode_into(&mut writer, encode)
+            .and_then(|()| self.next_step(&mut writer, flush));
+        if borrowed && writer.queued() == 0 {
+            let mut buf = std::mem::take(&mut writer.buf);
+            if buf.capacity() <= MAX_RETAINED_WRITE_BUFFER {
+                buf.clear();
+                OUTBOX_SCRATCH.set(Some(buf));
+            }
+        }
+        step
+    }
+
+    /// Whether a writer is flushing the outbox; `_outbox` shows the outbox is locked.
+    fn flushing(&self, _outbox: &Writer) -> bool {
+        self.flushing.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Takes or gives up the flusher role; `_outbox` shows the outbox is locked.
+    fn set_flushing(&self, _outbox: &mut Writer, flushing: bool) {
+        self.flushing
+            .store(flushing, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The slow part of a write, boxed so that the future of every write stays small, and
@@ -200,7 +273,7 @@ impl Shared {
     pub(crate) async fn flush_queued(&self) -> Result<(), WriteError> {
         let pending = {
             let mut writer = self.writer();
-            if writer.flushing {
+            if self.flushing(&writer) {
                 Pending::DrainTo(0)
             } else {
                 match self.try_write(&mut writer) {
@@ -218,7 +291,7 @@ impl Shared {
         if !writer.must_write(flush) {
             return Ok(None);
         }
-        if writer.flushing {
+        if self.flushing(writer) {
             // Our frame is behind the flusher's: it will write it. Wait only for a long queue.
             return Ok((writer.queued() > FEED_WRITE_THRESHOLD)
                 .then_some(Pending::DrainTo(FEED_WRITE_THRESHOLD)));
@@ -230,10 +303,10 @@ impl Shared {
     /// becomes the flusher.
     fn try_write(&self, writer: &mut Writer) -> Result<Option<Pending>, WriteError> {
         let mut cx = Context::from_waker(Waker::noop());
-        match writer.poll_write_buffered(&mut cx) {
+        match writer.poll_write_buffered(&self.stream, &mut cx) {
             Poll::Ready(result) => self.note_write_result(writer, result).map(|()| None),
             Poll::Pending => {
-                writer.flushing = true;
+                self.set_flushing(writer, true);
                 Ok(Some(Pending::Flush))
             }
         }
@@ -249,32 +322,32 @@ impl Shared {
                         shared: self,
                         armed: true,
                     };
-                    let result = poll_fn(|cx| self.writer().poll_write_buffered(cx)).await;
+                    let result =
+                        poll_fn(|cx| self.writer().poll_write_buffered(&self.stream, cx)).await;
                     guard.armed = false;
-                    let result = {
-                        let mut writer = self.writer();
-                        writer.flushing = false;
-                        self.note_write_result(&mut writer, result)
-                    };
-                    self.drained.notify_waiters();
-                    return result;
+                    let mut writer = self.writer();
+                    self.set_flushing(&mut writer, false);
+                    writer.notify_drained();
+                    return self.note_write_result(&mut writer, result);
                 }
                 Pending::DrainTo(target) => {
-                    let notified = self.drained.notified();
+                    let drained =
+                        Arc::clone(self.writer().drained.get_or_insert_with(Default::default));
+                    let notified = drained.notified();
                     tokio::pin!(notified);
                     // Registered before looking, so a flush that ends in between still wakes us.
                     notified.as_mut().enable();
                     {
                         let mut writer = self.writer();
-                        if self.proto().terminated {
+                        if self.is_terminated() {
                             return Err(WriteError::State(SendError::Closed));
                         }
                         if writer.queued() <= target {
                             return Ok(());
                         }
-                        if !writer.flushing {
+                        if !self.flushing(&writer) {
                             // The flusher stopped (finished early or was cancelled): take over.
-                            writer.flushing = true;
+                            self.set_flushing(&mut writer, true);
                             pending = Pending::Flush;
                             continue;
                         }
@@ -295,18 +368,18 @@ impl Shared {
             Role::Client => Some(mask_key()),
             Role::Server => None,
         };
-        let mut proto = self.proto();
-        if proto.terminated {
+        if self.is_terminated() {
             return Err(WriteError::State(SendError::Closed));
         }
+        let mut proto = self.proto();
         if !writer.tail.is_empty() {
             // A payload still waits behind the buffer (the socket was full): new frames go
             // after it, so it joins the buffer first.
-            let tail = std::mem::take(&mut writer.tail);
+            let tail = writer.tail.take();
             writer.buf.extend_from_slice(&tail);
         }
         if let Some(tail) = encode(&mut proto, mask, &mut writer.buf).map_err(WriteError::State)? {
-            writer.tail = tail;
+            writer.tail.set(tail);
         }
         Ok(())
     }
@@ -318,9 +391,9 @@ impl Shared {
         result: io::Result<()>,
     ) -> Result<(), WriteError> {
         result.map_err(|error| {
-            self.proto().terminated = true;
+            self.terminate();
             writer.buf = BytesMut::new();
-            writer.tail = Bytes::new();
+            writer.tail.take();
             WriteError::Io(error)
         })
     }
@@ -339,7 +412,7 @@ impl Shared {
             Ok(Ok(()) | Err(WriteError::State(_))) => Ok(()),
             Ok(Err(error)) => Err(error.into_error(None)),
             Err(_) => {
-                self.proto().terminated = true;
+                self.terminate();
                 Err(Error::timeout(TimeoutPhase::Close))
             }
         }
@@ -464,8 +537,11 @@ impl Sender {
 
     /// Whether nothing more can be sent (a close was sent or received, or the transport ended).
     pub fn is_closed(&self) -> bool {
-        let proto = self.shared.proto();
-        proto.terminated || !matches!(proto.conn.state(), tether_proto::CloseState::Open)
+        self.shared.is_terminated()
+            || !matches!(
+                self.shared.proto().conn.state(),
+                tether_proto::CloseState::Open
+            )
     }
 
     /// The connection's id: unique in this process, and the one in the server's log lines.

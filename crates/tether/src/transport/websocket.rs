@@ -11,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
 use super::liveness::{Check, Heartbeat};
-use super::{BoxIo, CloseInfo, Config, Reader, Sender, Shared};
+use super::{BoxIo, CloseInfo, Config, Reader, Sender, Shared, Stream};
 use crate::error::{Error, TimeoutPhase};
 
 /// Whether a connection can still be used.
@@ -100,10 +100,9 @@ impl WebSocket {
                 Instant::now(),
             ))
         });
-        let (read_half, write_half) = tokio::io::split(stream);
-        let shared = Arc::new(Shared::new(id, role, config, write_half));
+        let shared = Arc::new(Shared::new(id, role, config, Stream::new(stream)));
         Self {
-            reader: Mutex::new(Some(Reader::new(Arc::clone(&shared), read_half, leftover))),
+            reader: Mutex::new(Some(Reader::new(Arc::clone(&shared), leftover))),
             sender: Sender::new(shared),
             liveness,
             protocol: None,
