@@ -156,9 +156,8 @@ pub enum CloseState {
 /// A frame whose header has been read and whose payload is arriving.
 #[derive(Debug, Clone, Copy)]
 struct IncomingFrame {
+    /// The header; its payload length was checked to fit in `usize` (see [`IncomingFrame::len`]).
     header: FrameHeader,
-    /// The payload length (bounded by the limits, so it fits in memory).
-    len: usize,
     /// How many payload bytes at the start of the input have been unmasked and checked.
     processed: usize,
     /// Whether the payload is text that must be UTF-8 checked as it arrives (never for a
@@ -166,6 +165,13 @@ struct IncomingFrame {
     is_text: bool,
     /// Whether the frame belongs to a compressed message (RSV1 on its first frame).
     compressed: bool,
+}
+
+impl IncomingFrame {
+    /// The payload length, checked against the limits and `usize` when the header was read.
+    fn len(&self) -> usize {
+        self.header.payload_len as usize
+    }
 }
 
 /// A fragmented message being reassembled.
@@ -390,7 +396,7 @@ impl Connection {
     /// size its next read with it (one read for a large frame).
     pub fn bytes_needed(&self, buffered: usize) -> usize {
         match &self.frame {
-            Some(frame) => frame.len.saturating_sub(buffered),
+            Some(frame) => frame.len().saturating_sub(buffered),
             None => crate::frame::MAX_HEADER_LEN.saturating_sub(buffered),
         }
     }
@@ -440,7 +446,7 @@ impl Connection {
                 continue;
             };
 
-            let available = input.len().min(frame.len);
+            let available = input.len().min(frame.len());
             if available > frame.processed {
                 if let Some(fresh) = input.get_mut(frame.processed..available) {
                     if let Some(key) = frame.header.mask {
@@ -454,12 +460,12 @@ impl Connection {
                 }
                 frame.processed = available;
             }
-            if frame.processed < frame.len {
+            if frame.processed < frame.len() {
                 return Ok(None);
             }
 
             let header = frame.header;
-            let len = frame.len;
+            let len = frame.len();
             let compressed = frame.compressed;
             self.frame = None;
             let payload = if len <= self.detach_threshold as usize {
@@ -545,13 +551,14 @@ impl Connection {
         };
         // The limits above bound data frames and control frames are at most 125 bytes, so the
         // length fits in usize; a 32-bit target with a huge limit still fails cleanly here.
-        let len = usize::try_from(header.payload_len).map_err(|_| ProtocolError::FrameTooBig {
-            size: header.payload_len,
-            max: self.limits.max_frame_size,
-        })?;
+        if usize::try_from(header.payload_len).is_err() {
+            return Err(ProtocolError::FrameTooBig {
+                size: header.payload_len,
+                max: self.limits.max_frame_size,
+            });
+        }
         Ok(IncomingFrame {
             header,
-            len,
             processed: 0,
             is_text,
             compressed,

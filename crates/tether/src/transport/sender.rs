@@ -38,7 +38,7 @@ const FEED_WRITE_THRESHOLD: usize = 64 * 1024;
 thread_local! {
     /// The outbox buffer lent to a write that finds the outbox empty (see
     /// [`Shared::start_write`]).
-    static OUTBOX_SCRATCH: std::cell::Cell<Option<BytesMut>> = const { std::cell::Cell::new(None) };
+    static OUTBOX_SCRATCH: std::cell::Cell<Option<Box<BytesMut>>> = const { std::cell::Cell::new(None) };
 }
 
 /// The slow part of a write, boxed (see [`Shared::finish_within_timeout`]).
@@ -71,6 +71,47 @@ impl WriteError {
             Self::State(_) => Error::closed(message),
             Self::Io(error) => Error::io(error),
             Self::TimedOut => Error::timeout(TimeoutPhase::Write),
+        }
+    }
+}
+
+/// The outbox's encoded bytes. Boxed, and absent while nothing was ever queued: a write that
+/// finds the outbox empty lends it the thread's buffer (see [`Shared::start_write`]), so most
+/// connections need none of their own.
+#[derive(Default)]
+pub(crate) struct OutBuf(Option<Box<BytesMut>>);
+
+impl OutBuf {
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |buf| buf.len())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn capacity(&self) -> usize {
+        self.0.as_ref().map_or(0, |buf| buf.capacity())
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        self.0.as_deref().map_or(&[], |buf| buf.as_ref())
+    }
+
+    /// The buffer, made on first use.
+    fn get_mut(&mut self) -> &mut BytesMut {
+        self.0.get_or_insert_with(Box::default)
+    }
+
+    fn clear(&mut self) {
+        if let Some(buf) = self.0.as_mut() {
+            buf.clear();
+        }
+    }
+
+    fn advance(&mut self, by: usize) {
+        if let Some(buf) = self.0.as_mut() {
+            buf.advance(by);
         }
     }
 }
@@ -135,11 +176,14 @@ impl Writer {
     fn poll_write_buffered(&mut self, io: &Stream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.buf.is_empty() || !self.tail.is_empty() {
             let written = if self.tail.is_empty() {
-                ready!(io.poll_write(cx, &self.buf))?
+                ready!(io.poll_write(cx, self.buf.as_slice()))?
             } else if self.buf.is_empty() {
                 ready!(io.poll_write(cx, self.tail.as_slice()))?
             } else {
-                let slices = [IoSlice::new(&self.buf), IoSlice::new(self.tail.as_slice())];
+                let slices = [
+                    IoSlice::new(self.buf.as_slice()),
+                    IoSlice::new(self.tail.as_slice()),
+                ];
                 ready!(io.poll_write_vectored(cx, &slices))?
             };
             if written == 0 {
@@ -156,7 +200,7 @@ impl Writer {
         }
         ready!(io.poll_flush(cx))?;
         if self.buf.capacity() > MAX_RETAINED_WRITE_BUFFER {
-            self.buf = BytesMut::new();
+            self.buf = OutBuf::default();
         }
         Poll::Ready(Ok(()))
     }
@@ -230,16 +274,18 @@ impl Shared {
         // buffer. Only a write the socket does not finish keeps it.
         let borrowed = flush == Flush::Now && !self.flushing(&writer) && writer.queued() == 0;
         if borrowed {
-            writer.buf = OUTBOX_SCRATCH.take().unwrap_or_default();
+            writer.buf = OutBuf(OUTBOX_SCRATCH.take());
         }
         let step = self
             .encode_into(&mut writer, encode)
             .and_then(|()| self.next_step(&mut writer, flush));
         if borrowed && writer.queued() == 0 {
-            let mut buf = std::mem::take(&mut writer.buf);
-            if buf.capacity() <= MAX_RETAINED_WRITE_BUFFER {
-                buf.clear();
-                OUTBOX_SCRATCH.set(Some(buf));
+            if let Some(mut buf) = writer.buf.0.take() {
+                if buf.capacity() <= MAX_RETAINED_WRITE_BUFFER {
+                    buf.clear();
+                    // (`with` and `Cell::set`: `LocalKey::set` takes a slower path.)
+                    OUTBOX_SCRATCH.with(|scratch| scratch.set(Some(buf)));
+                }
             }
         }
         step
@@ -287,6 +333,7 @@ impl Shared {
     }
 
     /// Decides, with the lock held and the frame queued, what is left to do.
+    #[inline]
     fn next_step(&self, writer: &mut Writer, flush: Flush) -> Result<Option<Pending>, WriteError> {
         if !writer.must_write(flush) {
             return Ok(None);
@@ -376,9 +423,11 @@ impl Shared {
             // A payload still waits behind the buffer (the socket was full): new frames go
             // after it, so it joins the buffer first.
             let tail = writer.tail.take();
-            writer.buf.extend_from_slice(&tail);
+            writer.buf.get_mut().extend_from_slice(&tail);
         }
-        if let Some(tail) = encode(&mut proto, mask, &mut writer.buf).map_err(WriteError::State)? {
+        if let Some(tail) =
+            encode(&mut proto, mask, writer.buf.get_mut()).map_err(WriteError::State)?
+        {
             writer.tail.set(tail);
         }
         Ok(())
@@ -392,7 +441,7 @@ impl Shared {
     ) -> Result<(), WriteError> {
         result.map_err(|error| {
             self.terminate();
-            writer.buf = BytesMut::new();
+            writer.buf = OutBuf::default();
             writer.tail.take();
             WriteError::Io(error)
         })

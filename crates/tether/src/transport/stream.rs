@@ -139,6 +139,7 @@ impl Stream {
     }
 
     /// Flushes what the stream buffers itself (TLS); TCP buffers nothing.
+    #[inline]
     pub(crate) fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self {
             Self::Tcp(_) => Poll::Ready(Ok(())),
