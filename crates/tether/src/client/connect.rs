@@ -138,9 +138,15 @@ where
     let (response, leftover, deflate) = tokio::time::timeout_at(deadline, handshake)
         .await
         .map_err(|_| Error::timeout(TimeoutPhase::Handshake))??;
-    let socket = WebSocket::from_upgraded(stream, Role::Client, config.transport.clone(), leftover)
-        .with_protocol(response.protocol.clone())
-        .with_deflate(deflate);
+    let socket = WebSocket::new(
+        super::stream::unwrap_plain(Box::new(stream)),
+        Role::Client,
+        std::sync::Arc::new(config.transport.clone()),
+        leftover,
+        crate::transport::next_connection_id(),
+    )
+    .with_protocol(response.protocol.clone())
+    .with_deflate(deflate);
     Ok((socket, response))
 }
 

@@ -19,6 +19,27 @@ pub(crate) enum MaybeTlsStream {
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
+/// The stream for a connection: a `MaybeTlsStream::Plain` becomes its `TcpStream`, so that
+/// the connection reads and writes it without a lock (see `transport::Stream`); any other
+/// stream is kept as it is.
+pub(crate) fn unwrap_plain(io: crate::transport::BoxIo) -> crate::transport::BoxIo {
+    let any: &dyn std::any::Any = &*io;
+    if !any.is::<MaybeTlsStream>() {
+        return io;
+    }
+    let any: Box<dyn std::any::Any> = io;
+    match any.downcast::<MaybeTlsStream>() {
+        Ok(stream) => match *stream {
+            MaybeTlsStream::Plain(tcp) => Box::new(tcp),
+            #[cfg(feature = "tls")]
+            tls @ MaybeTlsStream::Tls(_) => Box::new(tls),
+        },
+        // Cannot happen after the check above; a stream that could not be kept reads as
+        // ended.
+        Err(_) => Box::new(tokio::io::empty()),
+    }
+}
+
 impl AsyncRead for MaybeTlsStream {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -88,5 +109,28 @@ impl AsyncWrite for MaybeTlsStream {
             #[cfg(feature = "tls")]
             Self::Tls(stream) => Pin::new(stream.as_mut()).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::{MaybeTlsStream, unwrap_plain};
+    use crate::transport::Stream;
+
+    #[tokio::test]
+    async fn a_plain_client_stream_runs_as_its_tcp_stream() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let io = unwrap_plain(Box::new(MaybeTlsStream::Plain(tcp)));
+        assert!(matches!(Stream::new(io), Stream::Tcp(_)));
+        let (duplex, _peer) = tokio::io::duplex(16);
+        let io = unwrap_plain(Box::new(duplex));
+        assert!(matches!(Stream::new(io), Stream::Other(_)));
     }
 }
