@@ -61,7 +61,14 @@ impl TlsConfig {
         Ok(Self::Custom(Arc::new(config_with_roots(store)?)))
     }
 
-    fn rustls_config(&self) -> Result<Arc<rustls::ClientConfig>, Error> {
+    /// The rustls client configuration this stands for (ALPN `http/1.1`), as the client's own
+    /// `wss://` connections use it: for TLS connections an application makes itself, such as
+    /// `tether probe`'s raw handshakes.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Tls`](crate::ErrorKind::Tls) if the configuration cannot be built (no
+    /// usable certificate in the operating system's store, for `NativeRoots`).
+    pub fn to_rustls(&self) -> Result<Arc<rustls::ClientConfig>, Error> {
         match self {
             Self::WebPkiRoots => {
                 static WEBPKI: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
@@ -122,7 +129,7 @@ pub(crate) async fn handshake(
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Error> {
     let name = ServerName::try_from(host.to_owned())
         .map_err(|_| Error::tls(format!("{host:?} is not a valid TLS server name"), None))?;
-    let connector = tokio_rustls::TlsConnector::from(config.rustls_config()?);
+    let connector = tokio_rustls::TlsConnector::from(config.to_rustls()?);
     connector.connect(name, stream).await.map_err(|error| {
         // rustls reports through io::Error: an alert, a certificate problem, or a transport
         // failure (which is an I/O error, not a TLS one).
