@@ -23,20 +23,11 @@ pub(crate) enum MaybeTlsStream {
 /// the connection reads and writes it without a lock (see `transport::Stream`); any other
 /// stream is kept as it is.
 pub(crate) fn unwrap_plain(io: crate::transport::BoxIo) -> crate::transport::BoxIo {
-    let any: &dyn std::any::Any = &*io;
-    if !any.is::<MaybeTlsStream>() {
-        return io;
-    }
-    let any: Box<dyn std::any::Any> = io;
-    match any.downcast::<MaybeTlsStream>() {
-        Ok(stream) => match *stream {
-            MaybeTlsStream::Plain(tcp) => Box::new(tcp),
-            #[cfg(feature = "tls")]
-            tls @ MaybeTlsStream::Tls(_) => Box::new(tls),
-        },
-        // Cannot happen after the check above; a stream that could not be kept reads as
-        // ended.
-        Err(_) => Box::new(tokio::io::empty()),
+    match crate::transport::downcast::<MaybeTlsStream>(io) {
+        Ok(MaybeTlsStream::Plain(tcp)) => Box::new(tcp),
+        #[cfg(feature = "tls")]
+        Ok(tls @ MaybeTlsStream::Tls(_)) => Box::new(tls),
+        Err(io) => io,
     }
 }
 

@@ -36,7 +36,7 @@ use tokio::time::Instant;
 pub use config::{CaughtCloseCodes, Config};
 pub(crate) use reader::Reader;
 pub use sender::Sender;
-pub(crate) use stream::{BoxIo, Stream};
+pub(crate) use stream::{BoxIo, Stream, downcast};
 pub use tether_proto::{CloseInfo, CloseReason};
 pub use websocket::{ConnectionState, WebSocket};
 

@@ -25,6 +25,19 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
 /// Any stream, whatever its type.
 pub(crate) type BoxIo = Box<dyn Io>;
 
+/// `io` as the concrete stream type `T`, or `io` back when it is another type.
+pub(crate) fn downcast<T: Io>(io: BoxIo) -> Result<T, BoxIo> {
+    let any: &dyn Any = &*io;
+    if !any.is::<T>() {
+        return Err(io);
+    }
+    let any: Box<dyn Any> = io;
+    // Cannot fail after the check above; a stream that could not be kept reads as ended.
+    any.downcast::<T>()
+        .map(|stream| *stream)
+        .map_err(|_| Box::new(tokio::io::empty()) as BoxIo)
+}
+
 /// The stream of one connection, shared by its reader and its writers.
 pub(crate) enum Stream {
     /// Plain TCP, read and written through shared references.
@@ -45,16 +58,9 @@ impl std::fmt::Debug for Stream {
 impl Stream {
     /// Holds `io`, unboxing it when it is a plain `TcpStream`.
     pub(crate) fn new(io: BoxIo) -> Self {
-        let any: &dyn Any = &*io;
-        if !any.is::<TcpStream>() {
-            return Self::Other(Mutex::new(io));
-        }
-        let any: Box<dyn Any> = io;
-        match any.downcast::<TcpStream>() {
-            Ok(tcp) => Self::Tcp(*tcp),
-            // Cannot happen after the check above; a stream that could not be kept reads as
-            // ended.
-            Err(_) => Self::Other(Mutex::new(Box::new(tokio::io::empty()))),
+        match downcast::<TcpStream>(io) {
+            Ok(tcp) => Self::Tcp(tcp),
+            Err(io) => Self::Other(Mutex::new(io)),
         }
     }
 
