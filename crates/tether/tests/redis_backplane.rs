@@ -14,6 +14,8 @@
 #![allow(clippy::indexing_slicing, clippy::unwrap_used)] // Tests may panic: that is how they fail.
 #![cfg(feature = "redis")]
 
+#[path = "support/outbound.rs"]
+mod outbound;
 #[path = "support/redis.rs"]
 mod redis_support;
 
@@ -21,6 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use outbound::{assert_quiet, receive, wait_until};
 use redis_support::{RedisCluster, RedisServer, free_port};
 use tether::Message;
 use tether::hub::{
@@ -78,15 +81,6 @@ impl Node {
     }
 }
 
-/// Waits until `done` holds, polling; panics with `what` after `within`.
-async fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !done() {
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// Waits until every node's backplane has confirmed its subscription to every room.
 async fn wait_subscribed(nodes: &[&Node], rooms: &[&str]) {
     wait_until("every node subscribed", SOON, || {
@@ -98,26 +92,6 @@ async fn wait_subscribed(nodes: &[&Node], rooms: &[&str]) {
         })
     })
     .await;
-}
-
-/// Up to `count` messages, within `within`.
-async fn receive(outbound: &mut Outbound, count: usize, within: Duration) -> Vec<Message> {
-    let deadline = Instant::now() + within;
-    let mut messages = Vec::new();
-    while messages.len() < count {
-        match tokio::time::timeout_at(deadline, outbound.recv()).await {
-            Ok(Some(message)) => messages.push(message),
-            _ => break,
-        }
-    }
-    messages
-}
-
-/// Asserts that nothing more arrives for a while.
-async fn assert_quiet(outbound: &mut Outbound) {
-    if let Ok(Some(message)) = tokio::time::timeout(QUIET, outbound.recv()).await {
-        panic!("unexpected extra message {:?}", body(&message));
-    }
 }
 
 fn body(message: &Message) -> String {
@@ -200,7 +174,7 @@ async fn every_member_gets_every_message_once(nodes: usize, count: usize) {
     for (index, (_, _, outbound)) in members.iter_mut().enumerate() {
         let messages = receive(outbound, nodes * count, SOON).await;
         assert_each_senders_order(&messages, &sender_names, count, &format!("member {index}"));
-        assert_quiet(outbound).await;
+        assert_quiet(outbound, QUIET).await;
     }
     for node in &hubs {
         let stats = node.backplane.stats();
@@ -255,8 +229,8 @@ async fn subscriptions_follow_local_members_in_namespaced_channels() {
     a.hub.broadcast("lobby", &Message::text("hello")).unwrap();
     assert_eq!(body(&receive(&mut out_b, 1, SOON).await[0]), "hello");
     assert_eq!(body(&receive(&mut out_a, 1, SOON).await[0]), "hello");
-    assert_quiet(&mut out_a).await; // not twice on its own node
-    assert_quiet(&mut out_e).await; // another prefix is another deployment
+    assert_quiet(&mut out_a, QUIET).await; // not twice on its own node
+    assert_quiet(&mut out_e, QUIET).await; // another prefix is another deployment
 
     // The last local member leaves: the node unsubscribes.
     drop(guard_b);
@@ -270,7 +244,7 @@ async fn subscriptions_follow_local_members_in_namespaced_channels() {
     );
     a.hub.broadcast("lobby", &Message::text("gone")).unwrap();
     assert_eq!(body(&receive(&mut out_a, 1, SOON).await[0]), "gone");
-    assert_quiet(&mut out_b).await;
+    assert_quiet(&mut out_b, QUIET).await;
     assert_eq!(b1.rooms(), Vec::<String>::new());
     // Back in: subscribed again.
     let _again = b.hub.join(&b1, "lobby").unwrap();
@@ -340,7 +314,7 @@ async fn rooms_on_different_shards_of_a_cluster_and_a_slot_that_moves() {
     for (index, (_, _, outbound)) in members.iter_mut().enumerate() {
         let messages = receive(outbound, total, SOON).await;
         assert_each_senders_order(&messages, &senders, count, &format!("node {index}"));
-        assert_quiet(outbound).await;
+        assert_quiet(outbound, QUIET).await;
     }
     for node in &nodes {
         let stats = node.backplane.stats();
@@ -374,7 +348,7 @@ async fn rooms_on_different_shards_of_a_cluster_and_a_slot_that_moves() {
     for (index, (_, _, outbound)) in members.iter_mut().enumerate() {
         let messages = receive(outbound, count, SOON).await;
         assert_each_senders_order(&messages, &["moved"], count, &format!("node {index}"));
-        assert_quiet(outbound).await;
+        assert_quiet(outbound, QUIET).await;
     }
     // A node's connection may see the slot leave under it (one error, one reconnect, as
     // seen about one run in eight); what matters is that it is healthy and lost nothing.
@@ -447,7 +421,7 @@ async fn redis_lost_mid_run_then_back_on_the_same_port() {
     assert_each_senders_order(&from_a, &["a"], 10, "b, from a");
     let from_c: Vec<String> = from_c.iter().map(body).collect();
     assert_eq!(from_c, ["c:7", "c:8", "c:9"]);
-    assert_quiet(&mut out_b).await;
+    assert_quiet(&mut out_b, QUIET).await;
 
     // Cross-node delivery resumed by itself (every node subscribed again).
     b.hub.broadcast("lobby", &Message::text("after")).unwrap();
@@ -469,7 +443,7 @@ async fn redis_lost_mid_run_then_back_on_the_same_port() {
     assert_each_senders_order(&own, &["c"], 10, "c's own member");
     assert_eq!(body(&receive(&mut out_b, 1, SOON).await[0]), "after");
     for out in [&mut out_a, &mut out_b, &mut out_c] {
-        assert_quiet(out).await;
+        assert_quiet(out, QUIET).await;
     }
     for node in [&a, &b, &c] {
         let stats = node.backplane.stats();
@@ -516,7 +490,7 @@ async fn redis_killed_in_the_middle_of_a_stream_loses_no_broadcast_and_repeats_n
     stream.await.unwrap();
     let messages = receive(&mut out_b, count, SOON).await;
     assert_each_senders_order(&messages, &["a"], count, "b");
-    assert_quiet(&mut out_b).await;
+    assert_quiet(&mut out_b, QUIET).await;
     let (sent, got) = (a.backplane.stats(), b.backplane.stats());
     assert_eq!((sent.published, got.received), (count as u64, count as u64));
     assert!(

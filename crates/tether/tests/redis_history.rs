@@ -14,6 +14,8 @@
 
 #![allow(clippy::indexing_slicing, clippy::unwrap_used)] // Tests may panic: that is how they fail.
 
+#[path = "support/outbound.rs"]
+mod outbound;
 #[path = "support/redis.rs"]
 mod redis_support;
 
@@ -26,10 +28,13 @@ use tether::hub::{
     RedisBackplane, RedisOptions,
 };
 
+use outbound::{assert_quiet, receive, wait_until};
 use redis_support::{RedisCluster, RedisServer};
 
 const ROOM: &str = "lobby";
 const SOON: Duration = Duration::from_secs(10);
+/// How long "nothing more arrives" waits.
+const QUIET: Duration = Duration::from_millis(200);
 
 /// A hub with history on a Redis backplane; members get `EPOCH OFFSET TEXT`.
 struct Node {
@@ -101,34 +106,6 @@ fn parse(message: &Message) -> (String, u64, String) {
     (epoch, offset, parts.next().unwrap_or_default().to_owned())
 }
 
-async fn receive(outbound: &mut Outbound, count: usize) -> Vec<Message> {
-    let deadline = tokio::time::Instant::now() + SOON;
-    let mut messages = Vec::new();
-    while messages.len() < count {
-        match tokio::time::timeout_at(deadline, outbound.recv()).await {
-            Ok(Some(message)) => messages.push(message),
-            _ => break,
-        }
-    }
-    messages
-}
-
-async fn assert_quiet(outbound: &mut Outbound) {
-    if let Ok(Some(message)) =
-        tokio::time::timeout(Duration::from_millis(200), outbound.recv()).await
-    {
-        panic!("unexpected extra message {:?}", message.as_text());
-    }
-}
-
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + SOON;
-    while !done() {
-        assert!(Instant::now() < deadline, "not within {SOON:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_back_on_either_node_gets_exactly_what_it_missed() {
     let redis = RedisServer::start();
@@ -148,7 +125,11 @@ async fn a_member_back_on_either_node_gets_exactly_what_it_missed() {
     }
     // Both nodes, the publisher's too, get the store's positions, in order.
     for out in [&mut out_a, &mut out_b] {
-        let got: Vec<u64> = receive(out, 10).await.iter().map(|m| parse(m).1).collect();
+        let got: Vec<u64> = receive(out, 10, SOON)
+            .await
+            .iter()
+            .map(|m| parse(m).1)
+            .collect();
         assert_eq!(got, (1..=10).collect::<Vec<_>>());
     }
     let seen = b.hub.position(ROOM).unwrap();
@@ -161,7 +142,7 @@ async fn a_member_back_on_either_node_gets_exactly_what_it_missed() {
     for index in 0..500 {
         a.say(&format!("missed {index}"));
     }
-    let got = receive(&mut out_a, 500).await;
+    let got = receive(&mut out_a, 500, SOON).await;
     assert_eq!(got.len(), 500);
 
     // Back on b: the 500, then live messages; then once more on a, from the same position
@@ -178,14 +159,14 @@ async fn a_member_back_on_either_node_gets_exactly_what_it_missed() {
             }
         }
         assert_eq!(recovery.position.offset, 10 + missed_count as u64);
-        assert_quiet(&mut out).await;
+        assert_quiet(&mut out, QUIET).await;
         a.say("live");
-        let live = receive(&mut out, 1).await;
+        let live = receive(&mut out, 1, SOON).await;
         let (_, offset, text) = parse(&live[0]);
         assert_eq!(text, "live");
         assert_eq!(offset, recovery.position.offset + 1);
-        assert_quiet(&mut out).await;
-        let _ = receive(&mut out_a, 1).await;
+        assert_quiet(&mut out, QUIET).await;
+        let _ = receive(&mut out_a, 1, SOON).await;
     }
     let stats = b.hub.stats().recovery;
     assert_eq!(
@@ -237,7 +218,7 @@ async fn recoveries_racing_a_publisher_see_every_offset_once_in_order() {
         let mut all: Vec<u64> = recovery.missed().iter().map(|m| parse(m).1).collect();
         replayed += all.len();
         let expected_live = MESSAGES - recovery.position.offset;
-        let live = receive(outbound, expected_live as usize).await;
+        let live = receive(outbound, expected_live as usize, SOON).await;
         all.extend(live.iter().map(|m| parse(m).1));
         let expected: Vec<u64> = (since + 1..=MESSAGES).collect();
         assert!(
@@ -245,7 +226,7 @@ async fn recoveries_racing_a_publisher_see_every_offset_once_in_order() {
             "from {since}: {} messages, not contiguous",
             all.len()
         );
-        assert_quiet(outbound).await;
+        assert_quiet(outbound, QUIET).await;
     }
     let stats = b.hub.stats().recovery;
     assert_eq!(stats.succeeded, joins.len() as u64);
@@ -259,15 +240,15 @@ async fn redis_restarted_without_persistence_starts_a_new_epoch() {
     let a = Node::with(&redis, options().node_id("a"), history(100)).await;
     let (_m, _g, mut out, _) = a.join(None).await;
     a.say("one");
-    let (epoch, offset, _) = parse(&receive(&mut out, 1).await[0]);
+    let (epoch, offset, _) = parse(&receive(&mut out, 1, SOON).await[0]);
     let seen = Position::new(epoch.clone(), offset);
     redis.restart();
-    wait_until("reconnected", || {
+    wait_until("reconnected", SOON, || {
         a.backplane.stats().reconnects >= 1 && a.hub.backplane_healthy()
     })
     .await;
     a.say("two");
-    let (new_epoch, new_offset, _) = parse(&receive(&mut out, 1).await[0]);
+    let (new_epoch, new_offset, _) = parse(&receive(&mut out, 1, SOON).await[0]);
     assert_ne!(new_epoch, epoch, "a new history");
     assert_eq!(new_offset, 1);
     let (_m2, _g2, _out2, recovery) = a.join(Some(&seen)).await;
@@ -285,12 +266,12 @@ async fn too_many_or_too_old_is_not_recovered() {
     for index in 0..5 {
         a.say(&format!("{index}"));
     }
-    assert_eq!(receive(&mut out, 5).await.len(), 5);
+    assert_eq!(receive(&mut out, 5, SOON).await.len(), 5);
     // Exactly the size: all there.
     let (_m1, _g1, _o1, recovery) = a.join(Some(&start)).await;
     assert_eq!(recovery.missed().len(), 5);
     a.say("5");
-    assert_eq!(receive(&mut out, 1).await.len(), 1);
+    assert_eq!(receive(&mut out, 1, SOON).await.len(), 1);
     let (_m2, _g2, _o2, recovery) = a.join(Some(&start)).await;
     assert_eq!(recovery.failure(), Some(RecoveryFailure::TooMany));
     assert!(recovery.missed().is_empty());
@@ -317,32 +298,38 @@ async fn redis_down_the_publishers_members_still_get_its_messages() {
     let (_mb, _gb, mut out_b, _) = b.join(None).await;
     a.say("before");
     for out in [&mut out_a, &mut out_b] {
-        assert_eq!(parse(&receive(out, 1).await[0]).1, 1);
+        assert_eq!(parse(&receive(out, 1, SOON).await[0]).1, 1);
     }
     // Up long enough for a health check after both nodes came: each knows the other is
     // there, and holds back what it buffered until the other is back.
     tokio::time::sleep(Duration::from_millis(300)).await;
     redis.stop();
-    wait_until("a sees the outage", || !a.hub.backplane_healthy()).await;
+    wait_until("a sees the outage", SOON, || !a.hub.backplane_healthy()).await;
     let (_m, _g, _o, recovery) = a.join(Some(&start.position)).await;
     assert_eq!(recovery.failure(), Some(RecoveryFailure::Unavailable));
     for index in 0..3 {
         a.say(&format!("alone {index}"));
     }
-    let alone: Vec<(String, u64, String)> =
-        receive(&mut out_a, 3).await.iter().map(parse).collect();
+    let alone: Vec<(String, u64, String)> = receive(&mut out_a, 3, SOON)
+        .await
+        .iter()
+        .map(parse)
+        .collect();
     assert_eq!(alone.len(), 3, "delivered on a at once");
     assert_ne!(alone[0].0, *start.position.epoch, "in an epoch of a's own");
     assert_eq!(alone.iter().map(|m| m.1).collect::<Vec<_>>(), [1, 2, 3]);
     redis.restart();
     // b gets them once Redis is back, positioned by the store; a does not get them twice.
-    let later: Vec<(String, u64, String)> =
-        receive(&mut out_b, 3).await.iter().map(parse).collect();
+    let later: Vec<(String, u64, String)> = receive(&mut out_b, 3, SOON)
+        .await
+        .iter()
+        .map(parse)
+        .collect();
     assert_eq!(
         later.iter().map(|m| m.2.as_str()).collect::<Vec<_>>(),
         ["alone 0", "alone 1", "alone 2"]
     );
-    assert_quiet(&mut out_a).await;
+    assert_quiet(&mut out_a, QUIET).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -356,7 +343,7 @@ async fn a_flood_while_redis_is_healthy_drops_nothing() {
     for index in 0..2_000 {
         a.say(&format!("{index}"));
     }
-    let got = receive(&mut out_b, 2_000).await;
+    let got = receive(&mut out_b, 2_000, SOON).await;
     assert_eq!(got.len(), 2_000);
     assert_eq!(parse(&got[1_999]).1, 2_000);
     assert_eq!(a.backplane.stats().buffer_dropped, 0);
