@@ -108,6 +108,20 @@ async fn say_all(client: &mut WebSocket, room: &str, texts: impl IntoIterator<It
     }
 }
 
+/// `speaker` says five live messages in the lobby; `listener` gets them right after
+/// `offset`, and nothing more.
+async fn live_after(speaker: &mut WebSocket, listener: &mut WebSocket, offset: u64) {
+    say_all(speaker, "lobby", (1..=5).map(|n| format!("live {n}"))).await;
+    for n in 1..=5u64 {
+        let message = next_message(listener, "lobby").await;
+        assert_eq!(
+            (&message["offset"], &message["text"]),
+            (&json!(offset + n), &json!(format!("live {n}")))
+        );
+    }
+    nothing_more(listener).await;
+}
+
 /// Checks that nothing else is queued for `client`: a ping is answered next.
 async fn nothing_more(client: &mut WebSocket) {
     send(client, &json!({"type": "ping", "id": "last"})).await;
@@ -164,15 +178,7 @@ async fn a_reset_client_gets_exactly_what_it_missed_then_live_messages() {
             ),
         );
     }
-    say_all(&mut bob, "lobby", (1..=5).map(|n| format!("live {n}"))).await;
-    for n in 1..=5u64 {
-        let message = next_message(&mut ann, "lobby").await;
-        assert_eq!(
-            (&message["offset"], &message["text"]),
-            (&json!(503 + n), &json!(format!("live {n}")))
-        );
-    }
-    nothing_more(&mut ann).await;
+    live_after(&mut bob, &mut ann, 503).await;
     let metrics = scrape(&chat);
     assert_eq!(metrics["tether_recoveries_attempted_total"], 1.0);
     assert_eq!(metrics["tether_recoveries_succeeded_total"], 1.0);
@@ -226,15 +232,7 @@ async fn two_nodes_a_client_reset_on_one_recovers_on_the_other() {
             (&json!(3 + n), &epoch, &json!(format!("missed {n}"))),
         );
     }
-    say_all(&mut bob, "lobby", (1..=5).map(|n| format!("live {n}"))).await;
-    for n in 1..=5u64 {
-        let message = next_message(&mut ann, "lobby").await;
-        assert_eq!(
-            (&message["offset"], &message["text"]),
-            (&json!(503 + n), &json!(format!("live {n}")))
-        );
-    }
-    nothing_more(&mut ann).await;
+    live_after(&mut bob, &mut ann, 503).await;
     let metrics = scrape(&a);
     assert_eq!(metrics["tether_recoveries_succeeded_total"], 1.0);
     assert_eq!(metrics["tether_recovered_messages_total"], 500.0);
