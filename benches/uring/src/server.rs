@@ -14,7 +14,7 @@ use std::os::fd::AsRawFd;
 
 use bytes::BytesMut;
 
-use crate::ring::{Completion, Kind, Payload, Ring};
+use crate::ring::{Completion, Kind, Payload, Ring, Token};
 use crate::session::Session;
 
 /// Submission queue entries: room for a send and a receive for each of ~1000 busy
@@ -51,6 +51,15 @@ struct Conn {
 struct Slot {
     generation: u32,
     conn: Option<Conn>,
+}
+
+/// The connection `token` was issued for, if it is still open (a slot reused since has a
+/// newer generation).
+fn live_conn(slots: &mut [Slot], token: Token) -> Option<&mut Conn> {
+    slots
+        .get_mut(token.slot as usize)
+        .filter(|entry| entry.generation & 0xff_ffff == token.generation)
+        .and_then(|entry| entry.conn.as_mut())
 }
 
 /// The server: the ring, the listener and the connection table.
@@ -149,10 +158,7 @@ impl Server {
     fn received(&mut self, completion: &Completion) -> io::Result<()> {
         let token = completion.token;
         let Self { ring, slots, .. } = self;
-        let conn = slots
-            .get_mut(token.slot as usize)
-            .filter(|entry| entry.generation & 0xff_ffff == token.generation)
-            .and_then(|entry| entry.conn.as_mut());
+        let conn = live_conn(slots, token);
         let Some(conn) = conn else {
             if let Some(bid) = completion.buffer {
                 ring.recycle(bid);
@@ -190,10 +196,7 @@ impl Server {
             return;
         };
         let Self { ring, slots, .. } = self;
-        let conn = slots
-            .get_mut(token.slot as usize)
-            .filter(|entry| entry.generation & 0xff_ffff == token.generation)
-            .and_then(|entry| entry.conn.as_mut());
+        let conn = live_conn(slots, token);
         let Some(conn) = conn else {
             return;
         };
