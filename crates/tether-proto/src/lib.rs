@@ -60,7 +60,9 @@ mod message;
 pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame, InvalidCloseCode, Reason};
-pub use connection::{CloseState, Connection, Event, Limits, Role, SendError, Side, encode_frame};
+pub use connection::{
+    CloseState, Connection, Event, Limits, ReadHalf, Role, SendError, Side, WriteHalf, encode_frame,
+};
 pub use ending::{CloseInfo, CloseReason};
 pub use error::ProtocolError;
 pub use message::{Message, Utf8Bytes};

@@ -30,8 +30,7 @@ mod websocket;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tether_proto::{Connection, Role};
-use tokio::time::Instant;
+use tether_proto::{Role, WriteHalf};
 
 pub use config::{CaughtCloseCodes, Config};
 pub(crate) use reader::Reader;
@@ -48,38 +47,19 @@ pub(crate) fn next_connection_id() -> u64 {
     NEXT_ID.fetch_add(1, Ordering::Relaxed)
 }
 
-/// The protocol state shared by both halves; locked only for CPU-bound steps, never across an
-/// await.
-#[derive(Debug)]
-pub(crate) struct Proto {
-    pub(crate) conn: Connection,
-    /// When the close handshake we started must be complete (boxed: an open connection
-    /// has none).
-    close_deadline: Option<Box<Instant>>,
-}
-
-impl Proto {
-    /// When the close handshake we started must be complete.
-    pub(crate) fn close_deadline(&self) -> Option<Instant> {
-        self.close_deadline.as_deref().copied()
-    }
-
-    /// Starts the clock on the close handshake we started.
-    pub(crate) fn set_close_deadline(&mut self, deadline: Instant) {
-        self.close_deadline = Some(Box::new(deadline));
-    }
-}
-
-/// The outbox. `buf` holds encoded frames not yet written, and `tail` a
-/// large payload that goes out right after `buf` without being copied into it (a vectored
-/// write). A write that is cancelled leaves exactly the unwritten rest in them, so the stream
-/// stays intact.
+/// The outbox and the sending half of the protocol, under one lock. `buf` holds encoded
+/// frames not yet written, and `rare` may hold a large payload that goes out right after
+/// `buf` without being copied into it (a vectored write). A write that is cancelled leaves
+/// exactly the unwritten rest in them, so the stream stays intact.
+///
+/// The receiving half of the protocol is the [`Reader`]'s alone: receiving takes no lock.
 pub(crate) struct Writer {
+    /// Encodes frames and keeps the close record (the reader reports the peer's close and a
+    /// violation to it).
+    pub(crate) proto: WriteHalf,
     pub(crate) buf: sender::OutBuf,
-    pub(crate) tail: sender::Tail,
-    /// Wakes writers waiting for a flush in progress to drain the outbox; made when a writer
-    /// first has to wait (most connections never do).
-    pub(crate) drained: Option<Arc<tokio::sync::Notify>>,
+    /// The tail payload, the drain notifier and the close deadline, made when first needed.
+    pub(crate) rare: sender::Rare,
 }
 
 /// State shared by the receiving loop and every sender of one connection.
@@ -97,7 +77,6 @@ pub(crate) struct Shared {
     pub(crate) config: Arc<Config>,
     /// The byte stream, read by the receiving loop and written by the flushing sender.
     pub(crate) stream: Stream,
-    proto: Mutex<Proto>,
     /// The outbox; locked only for a moment, never across an await.
     writer: Mutex<Writer>,
 }
@@ -112,24 +91,20 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(id: u64, role: Role, config: Arc<Config>, stream: Stream) -> Self {
+    /// The state of a connection whose sending half is `proto`.
+    pub(crate) fn new(id: u64, config: Arc<Config>, stream: Stream, proto: WriteHalf) -> Self {
         Self {
             id,
-            role,
+            role: proto.role(),
             closing: AtomicBool::new(false),
             terminated: AtomicBool::new(false),
             flushing: AtomicBool::new(false),
-            proto: Mutex::new(Proto {
-                conn: Connection::new(role, config.limits)
-                    .with_detach_threshold(reader::COPY_OUT_MAX),
-                close_deadline: None,
-            }),
             config,
             stream,
             writer: Mutex::new(Writer {
+                proto,
                 buf: sender::OutBuf::default(),
-                tail: sender::Tail::default(),
-                drained: None,
+                rare: sender::Rare::default(),
             }),
         }
     }
@@ -144,17 +119,11 @@ impl Shared {
         self.terminated.store(true, Ordering::Release);
     }
 
-    /// The outbox. Lock order: the outbox before the protocol state.
+    /// The outbox and the sending half of the protocol.
     pub(crate) fn writer(&self) -> MutexGuard<'_, Writer> {
-        self.writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    pub(crate) fn proto(&self) -> MutexGuard<'_, Proto> {
         // A panic while holding this lock cannot leave the state half-updated in a way that
         // matters more than losing the connection; keep going with the inner value.
-        self.proto
+        self.writer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -173,13 +142,16 @@ mod footprint {
     use super::{Config, WebSocket};
     use crate::Message;
 
-    /// The state both halves share is one allocation per connection: 224 bytes with its
-    /// reference counts (a size class of jemalloc and of glibc's bins, no slack).
+    /// The state the receiver and the senders share is one allocation per connection: 128
+    /// bytes with its reference counts (a size class of jemalloc and of glibc's bins, no
+    /// slack). The receiver's own state is another, of 96.
     #[test]
-    fn the_shared_state_fits_224_bytes_with_its_counts() {
+    fn the_per_connection_allocations_fit_their_size_classes() {
         let counts = 2 * std::mem::size_of::<usize>();
         let shared = std::mem::size_of::<super::Shared>();
-        assert!(shared + counts <= 224, "Shared: {shared} bytes");
+        assert!(shared + counts <= 128, "Shared: {shared} bytes");
+        let read = super::reader::READ_STATE_SIZE;
+        assert!(read <= 96, "the reader's state: {read} bytes");
     }
 
     #[tokio::test]
@@ -188,7 +160,7 @@ mod footprint {
         let mut ws =
             WebSocket::from_upgraded(stream, Role::Server, Config::default(), Default::default());
         assert!(
-            size_of_val(&ws) <= 120,
+            size_of_val(&ws) <= 112,
             "WebSocket: {} bytes",
             size_of_val(&ws)
         );

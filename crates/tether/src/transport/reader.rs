@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
-use tether_proto::{Event, Message, ProtocolError, Role};
+use tether_proto::{Event, Message, ProtocolError, ReadHalf, Role};
 use tokio::time::Sleep;
 
 use super::sender::WriteError;
@@ -73,15 +73,28 @@ pub(crate) struct Reader {
     shared: Arc<Shared>,
     buf: BytesMut,
     task: Option<SideTask>,
-    /// Fires at the close deadline, once we have sent a close frame.
-    close_timer: Option<Pin<Box<Sleep>>>,
-    /// How many pongs arrived: heartbeats compare it before and after their ping.
-    pongs: u64,
+    /// The protocol's receiving half and its companions (boxed: the reader lives in every
+    /// connection's task, whose size is idle memory).
+    state: Box<ReadState>,
     done: bool,
     /// Set once reading was handed to the background task that ends the connection.
     released: bool,
     /// Set once `WebSocket::recv` has told how the stream ended: later calls say `Ok(None)`.
     pub(crate) end_reported: bool,
+}
+
+/// The size of the receiver's own allocation (see the footprint tests).
+#[cfg(test)]
+pub(crate) const READ_STATE_SIZE: usize = std::mem::size_of::<ReadState>();
+
+/// What the receiver keeps for itself: the protocol's receiving half, which no other task
+/// touches (so receiving takes no lock), and what rarely changes.
+struct ReadState {
+    proto: ReadHalf,
+    /// How many pongs arrived: heartbeats compare it before and after their ping.
+    pongs: u64,
+    /// Fires at the close deadline, once we have sent a close frame.
+    close_timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl std::fmt::Debug for Reader {
@@ -95,7 +108,9 @@ impl std::fmt::Debug for Reader {
 }
 
 impl Reader {
-    pub(crate) fn new(shared: Arc<Shared>, leftover: BytesMut) -> Self {
+    /// The receiver of the connection `shared`, reading with `proto` (whose sending half is
+    /// in `shared`).
+    pub(crate) fn new(shared: Arc<Shared>, proto: ReadHalf, leftover: BytesMut) -> Self {
         // An empty leftover may still hold the handshake's buffer: let it go.
         let buf = if leftover.is_empty() {
             BytesMut::new()
@@ -106,8 +121,11 @@ impl Reader {
             shared,
             buf,
             task: None,
-            close_timer: None,
-            pongs: 0,
+            state: Box::new(ReadState {
+                proto,
+                pongs: 0,
+                close_timer: None,
+            }),
             done: false,
             released: false,
             end_reported: false,
@@ -138,12 +156,11 @@ impl Reader {
             if self.done {
                 return Poll::Ready(None);
             }
-            // With nothing buffered the core has nothing to say (its state waits for bytes):
-            // skip the call and its lock.
+            // With nothing buffered the core has nothing to say (its state waits for bytes).
             let event = if self.buf.is_empty() {
                 Ok(None)
             } else {
-                self.shared.proto().conn.read(&mut self.buf)
+                self.state.proto.read(&mut self.buf)
             };
             match event {
                 Ok(Some(Event::Message(message))) => {
@@ -151,8 +168,12 @@ impl Reader {
                     return Poll::Ready(Some(Ok(message)));
                 }
                 Ok(Some(Event::Ping(payload))) => self.task = Some(self.answer_ping(payload)),
-                Ok(Some(Event::Close(_))) => self.task = Some(self.on_peer_close()),
-                Ok(Some(Event::Pong(_))) => self.pongs = self.pongs.wrapping_add(1),
+                Ok(Some(Event::Close(frame))) => {
+                    // Recorded at once: from now on, sends are refused.
+                    self.shared.writer().proto.note_peer_close(frame);
+                    self.task = Some(self.on_peer_close());
+                }
+                Ok(Some(Event::Pong(_))) => self.state.pongs = self.state.pongs.wrapping_add(1),
                 Ok(Some(_)) => {}
                 Ok(None) => {
                     if self.close_deadline_passed(cx) {
@@ -163,14 +184,17 @@ impl Reader {
                         Ok(0) => self.task = Some(self.on_eof()),
                         Ok(_) => {}
                         Err(error) => {
-                            self.shared.proto().conn.note_transport_end(false);
+                            self.shared.writer().proto.note_transport_end(false);
                             self.shared.terminate();
                             self.done = true;
                             return Poll::Ready(Some(Err(Error::from_read(error))));
                         }
                     }
                 }
-                Err(error) => self.task = Some(self.fail(error)),
+                Err(error) => {
+                    self.shared.writer().proto.note_failure();
+                    self.task = Some(self.fail(error));
+                }
             }
         }
     }
@@ -181,7 +205,7 @@ impl Reader {
         // Mid-frame, the buffer starts with payload, not a header: say no rather than guess.
         !self.buf.is_empty()
             && !self.done
-            && !self.shared.proto().conn.has_partial_frame()
+            && !self.state.proto.has_partial_frame()
             && tether_proto::frame::FrameHeader::decode(&self.buf)
                 .ok()
                 .flatten()
@@ -190,13 +214,13 @@ impl Reader {
 
     /// How the connection ended, once it has.
     pub(crate) fn close_info(&self) -> Option<CloseInfo> {
-        self.shared.proto().conn.close_info()
+        self.shared.writer().proto.close_info()
     }
 
     /// How many pongs have been received so far. A heartbeat notes it when it pings and
     /// knows the peer is alive once it grows (pongs are read while receiving).
     pub(crate) fn pongs_received(&self) -> u64 {
-        self.pongs
+        self.state.pongs
     }
 
     /// Whether the stream has ended (the next `recv` returns `None`).
@@ -213,10 +237,11 @@ impl Reader {
         {
             return false;
         }
-        let Some(deadline) = self.shared.proto().close_deadline() else {
+        let Some(deadline) = self.shared.writer().rare.close_deadline() else {
             return false;
         };
         let timer = self
+            .state
             .close_timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         timer.as_mut().poll(cx).is_ready()
@@ -229,6 +254,7 @@ impl Reader {
         let Self {
             shared,
             buf,
+            state,
             released,
             ..
         } = self;
@@ -257,7 +283,7 @@ impl Reader {
                 return poll;
             }
         }
-        let needed = shared.proto().conn.bytes_needed(buf.len());
+        let needed = state.proto.bytes_needed(buf.len());
         let want = needed.clamp(READ_CHUNK, buf.len().max(MAX_READ_AHEAD));
         if buf.capacity() - buf.len() < want {
             // A fresh buffer of exactly the size needed: growing a slice of the shared chunk in
@@ -273,13 +299,13 @@ impl Reader {
         let shared = Arc::clone(&self.shared);
         Box::pin(async move {
             let pong =
-                shared.write_frame(|proto, mask, out| proto.conn.encode_pong(&payload, mask, out));
+                shared.write_frame(|proto, mask, out| proto.encode_pong(&payload, mask, out));
             match pong.await {
                 // Closing: no pong is owed any more.
                 // Closing (no pong is owed any more), or a peer slow to read: go on.
                 Ok(()) | Err(WriteError::State(_) | WriteError::TimedOut) => Step::Continue,
                 Err(WriteError::Io(error)) => {
-                    shared.proto().conn.note_transport_end(false);
+                    shared.writer().proto.note_transport_end(false);
                     Step::End(Some(Error::io(error)))
                 }
             }
@@ -290,15 +316,15 @@ impl Reader {
         let shared = Arc::clone(&self.shared);
         let io = !std::mem::replace(&mut self.released, true);
         Box::pin(async move {
-            let replied = shared.proto().conn.sent_close().is_some();
+            let replied = shared.writer().proto.sent_close().is_some();
             if !replied {
                 let reply =
-                    shared.write_frame(|proto, mask, out| proto.conn.encode_close_reply(mask, out));
+                    shared.write_frame(|proto, mask, out| proto.encode_close_reply(mask, out));
                 // If the reply cannot be written the peer learns of the end from the TCP
                 // close; the handshake is over from our side either way.
                 let _ = tokio::time::timeout(shared.config.close_timeout, reply).await;
             }
-            shared.proto().conn.note_transport_end(true);
+            shared.writer().proto.note_transport_end(true);
             // The server ends the TCP connection first; the client waits for it to.
             let client = shared.role == Role::Client;
             if !client {
@@ -316,9 +342,9 @@ impl Reader {
             // After our close, a peer that hangs up without answering gives the end we asked
             // for, without its confirmation; before it, the end is abnormal.
             let info = {
-                let mut proto = shared.proto();
-                proto.conn.note_transport_end(true);
-                proto.conn.close_info()
+                let mut writer = shared.writer();
+                writer.proto.note_transport_end(true);
+                writer.proto.close_info()
             };
             match info {
                 Some(info) if info.is_abnormal() => Step::End(Some(Error::abnormal_closure())),
@@ -330,7 +356,7 @@ impl Reader {
     fn on_close_timeout(&self) -> SideTask {
         let shared = Arc::clone(&self.shared);
         Box::pin(async move {
-            shared.proto().conn.note_transport_end(true);
+            shared.writer().proto.note_transport_end(true);
             shutdown_write(&shared).await;
             Step::End(Some(Error::timeout(TimeoutPhase::Close)))
         })
@@ -342,14 +368,19 @@ impl Reader {
         let io = !std::mem::replace(&mut self.released, true);
         Box::pin(async move {
             let frame = error.close_frame();
-            let write = shared
-                .write_frame(|proto, mask, out| proto.conn.encode_close(Some(&frame), mask, out));
+            let write =
+                shared.write_frame(|proto, mask, out| proto.encode_close(Some(&frame), mask, out));
             let _ = tokio::time::timeout(shared.config.close_timeout, write).await;
-            shared.proto().conn.note_transport_end(true);
+            shared.writer().proto.note_transport_end(true);
             shutdown_write(&shared).await;
             linger(shared, io, false);
             Step::End(Some(Error::protocol(error)))
         })
+    }
+
+    /// Reads with `proto` from now on (a negotiated extension, set before any byte was read).
+    pub(crate) fn replace_proto(&mut self, proto: ReadHalf) {
+        self.state.proto = proto;
     }
 
     /// Drops the read buffer once it is empty: an idle connection holds none, and a chunk of

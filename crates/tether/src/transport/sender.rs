@@ -1,10 +1,10 @@
 //! [`Sender`]: a cloneable handle that many tasks can send through at once, and the outbox
 //! behind it.
 //!
-//! Every frame is encoded under the protocol lock into the connection's outbox, in order, so
-//! the core's close rules see every frame and a data frame can never overtake a close frame.
-//! The outbox lock is a plain mutex held for a moment, never across an await: one writer at
-//! a time flushes the outbox, and frames sent meanwhile queue behind and go out in the same
+//! Every frame is encoded, with the outbox locked, by the protocol's sending half into the
+//! outbox, in order, so the core's close rules see every frame and a data frame can never
+//! overtake a close frame. The lock is a plain mutex held for a moment, never across an
+//! await: one writer at a time flushes the outbox, and frames sent meanwhile queue behind and go out in the same
 //! write. `feed` queues without writing, so a burst goes out in one write; a server's large
 //! payloads are written straight from their shared buffer with a vectored write, after their
 //! header.
@@ -16,10 +16,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker, ready};
 
 use bytes::{Buf, Bytes, BytesMut};
-use tether_proto::{CloseCode, CloseFrame, Message, Reason, Role, SendError};
+use tether_proto::{CloseCode, CloseFrame, Message, Reason, Role, SendError, WriteHalf};
 use tokio::time::Instant;
 
-use super::{Proto, Shared, Stream, Writer, precompressed};
+use super::{Shared, Stream, Writer, precompressed};
 use crate::error::{Error, TimeoutPhase};
 use crate::mask_keys::mask_key;
 
@@ -116,57 +116,87 @@ impl OutBuf {
     }
 }
 
-/// A large payload written after the outbox's bytes without being copied into them (a
-/// vectored write). Boxed: most connections never send one, and an empty one costs a pointer.
+/// What few connections need, boxed and made on first use (an idle connection that never
+/// sent a large payload, waited for a flush or closed holds a null pointer): a large payload
+/// written after the outbox's bytes without being copied into them (a vectored write), the
+/// notifier of a drained outbox, and the close deadline.
 #[derive(Default)]
-pub(crate) struct Tail(Option<Box<Bytes>>);
+pub(crate) struct Rare(Option<Box<RareState>>);
 
-impl Tail {
-    fn is_empty(&self) -> bool {
-        self.0.as_ref().is_none_or(|tail| tail.is_empty())
+#[derive(Default)]
+struct RareState {
+    tail: Bytes,
+    /// Wakes writers waiting for a flush in progress to drain the outbox.
+    drained: Option<Arc<tokio::sync::Notify>>,
+    /// When the close handshake we started must be complete.
+    close_deadline: Option<Instant>,
+}
+
+impl Rare {
+    fn get(&mut self) -> &mut RareState {
+        self.0.get_or_insert_with(Box::default)
     }
 
-    fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |tail| tail.len())
+    /// The payload waiting to be written after the buffer.
+    fn tail(&self) -> &[u8] {
+        self.0.as_deref().map_or(&[], |rare| rare.tail.as_ref())
     }
 
-    fn as_slice(&self) -> &[u8] {
-        self.0.as_deref().map_or(&[], |tail| tail.as_ref())
+    fn has_tail(&self) -> bool {
+        !self.tail().is_empty()
     }
 
-    fn advance(&mut self, by: usize) {
-        if let Some(tail) = self.0.as_mut() {
-            tail.advance(by);
+    fn advance_tail(&mut self, by: usize) {
+        if let Some(rare) = self.0.as_mut() {
+            rare.tail.advance(by);
         }
     }
 
     /// The payload, leaving none.
-    fn take(&mut self) -> Bytes {
-        self.0.take().map(|tail| *tail).unwrap_or_default()
+    fn take_tail(&mut self) -> Bytes {
+        self.0
+            .as_mut()
+            .map(|rare| std::mem::take(&mut rare.tail))
+            .unwrap_or_default()
     }
 
-    fn set(&mut self, payload: Bytes) {
-        self.0 = Some(Box::new(payload));
+    fn set_tail(&mut self, payload: Bytes) {
+        self.get().tail = payload;
     }
-}
 
-impl Writer {
+    /// The notifier of a drained outbox, made on first use.
+    fn drained(&mut self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(self.get().drained.get_or_insert_with(Default::default))
+    }
+
     /// Wakes the writers waiting for the outbox to drain, if any ever waited.
     fn notify_drained(&self) {
-        if let Some(drained) = &self.drained {
+        if let Some(drained) = self.0.as_ref().and_then(|rare| rare.drained.as_ref()) {
             drained.notify_waiters();
         }
     }
 
+    /// When the close handshake we started must be complete.
+    pub(crate) fn close_deadline(&self) -> Option<Instant> {
+        self.0.as_ref()?.close_deadline
+    }
+
+    /// Starts the clock on the close handshake we start, unless it already runs.
+    fn start_close_deadline(&mut self, deadline: Instant) {
+        self.get().close_deadline.get_or_insert(deadline);
+    }
+}
+
+impl Writer {
     /// Whether the queued bytes must be written now: on request, past the feed threshold, or
     /// when a payload waits in the tail.
     fn must_write(&self, flush: Flush) -> bool {
-        flush == Flush::Now || !self.tail.is_empty() || self.queued() >= FEED_WRITE_THRESHOLD
+        flush == Flush::Now || self.rare.has_tail() || self.queued() >= FEED_WRITE_THRESHOLD
     }
 
     /// How many bytes wait to be written.
     fn queued(&self) -> usize {
-        self.buf.len() + self.tail.len()
+        self.buf.len() + self.rare.tail().len()
     }
 }
 
@@ -174,29 +204,29 @@ impl Writer {
     /// Writes the whole buffer, then the tail. Cancel-safe: what was written is removed as it
     /// goes, so a cancelled write resumes where it stopped.
     fn poll_write_buffered(&mut self, io: &Stream, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while !self.buf.is_empty() || !self.tail.is_empty() {
-            let written = if self.tail.is_empty() {
+        while !self.buf.is_empty() || self.rare.has_tail() {
+            let written = if !self.rare.has_tail() {
                 ready!(io.poll_write(cx, self.buf.as_slice()))?
             } else if self.buf.is_empty() {
-                ready!(io.poll_write(cx, self.tail.as_slice()))?
+                ready!(io.poll_write(cx, self.rare.tail()))?
             } else {
                 let slices = [
                     IoSlice::new(self.buf.as_slice()),
-                    IoSlice::new(self.tail.as_slice()),
+                    IoSlice::new(self.rare.tail()),
                 ];
                 ready!(io.poll_write_vectored(cx, &slices))?
             };
             if written == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            if written == self.buf.len() && self.tail.is_empty() {
+            if written == self.buf.len() && !self.rare.has_tail() {
                 // All of it, the usual case: clearing is cheaper than advancing.
                 self.buf.clear();
                 continue;
             }
             let from_buf = written.min(self.buf.len());
             self.buf.advance(from_buf);
-            self.tail.advance(written - from_buf);
+            self.rare.advance_tail(written - from_buf);
         }
         ready!(io.poll_flush(cx))?;
         if self.buf.capacity() > MAX_RETAINED_WRITE_BUFFER {
@@ -227,7 +257,7 @@ impl Drop for FlusherGuard<'_> {
         if self.armed {
             let mut writer = self.shared.writer();
             self.shared.set_flushing(&mut writer, false);
-            writer.notify_drained();
+            writer.rare.notify_drained();
         }
     }
 }
@@ -236,7 +266,7 @@ impl Shared {
     /// Encodes one frame with `encode` and writes it, in order with every other writer.
     pub(crate) async fn write_frame<F>(&self, encode: F) -> Result<(), WriteError>
     where
-        F: FnOnce(&mut Proto, Option<[u8; 4]>, &mut BytesMut) -> Result<(), SendError>,
+        F: FnOnce(&mut WriteHalf, Option<[u8; 4]>, &mut BytesMut) -> Result<(), SendError>,
     {
         self.write_with(Flush::Now, |proto, mask, out| {
             encode(proto, mask, out).map(|()| None)
@@ -254,7 +284,11 @@ impl Shared {
     /// their frames behind, and wait only when the queue is long.
     pub(crate) async fn write_with<F>(&self, flush: Flush, encode: F) -> Result<(), WriteError>
     where
-        F: FnOnce(&mut Proto, Option<[u8; 4]>, &mut BytesMut) -> Result<Option<Bytes>, SendError>,
+        F: FnOnce(
+            &mut WriteHalf,
+            Option<[u8; 4]>,
+            &mut BytesMut,
+        ) -> Result<Option<Bytes>, SendError>,
     {
         match self.start_write(flush, encode)? {
             Some(pending) => self.finish_within_timeout(pending).await,
@@ -266,7 +300,11 @@ impl Shared {
     /// takes. `Some` when the rest must be finished by [`Shared::finish_within_timeout`].
     fn start_write<F>(&self, flush: Flush, encode: F) -> Result<Option<Pending>, WriteError>
     where
-        F: FnOnce(&mut Proto, Option<[u8; 4]>, &mut BytesMut) -> Result<Option<Bytes>, SendError>,
+        F: FnOnce(
+            &mut WriteHalf,
+            Option<[u8; 4]>,
+            &mut BytesMut,
+        ) -> Result<Option<Bytes>, SendError>,
     {
         let mut writer = self.writer();
         // With nothing queued, the frame is encoded into the thread's buffer and, once the
@@ -374,12 +412,11 @@ impl Shared {
                     guard.armed = false;
                     let mut writer = self.writer();
                     self.set_flushing(&mut writer, false);
-                    writer.notify_drained();
+                    writer.rare.notify_drained();
                     return self.note_write_result(&mut writer, result);
                 }
                 Pending::DrainTo(target) => {
-                    let drained =
-                        Arc::clone(self.writer().drained.get_or_insert_with(Default::default));
+                    let drained = self.writer().rare.drained();
                     let notified = drained.notified();
                     tokio::pin!(notified);
                     // Registered before looking, so a flush that ends in between still wakes us.
@@ -405,11 +442,15 @@ impl Shared {
         }
     }
 
-    /// Encodes under the protocol lock, behind everything queued; a payload handed back
-    /// becomes the tail.
+    /// Encodes with the sending half of the protocol, behind everything queued; a payload
+    /// handed back becomes the tail.
     fn encode_into<F>(&self, writer: &mut Writer, encode: F) -> Result<(), WriteError>
     where
-        F: FnOnce(&mut Proto, Option<[u8; 4]>, &mut BytesMut) -> Result<Option<Bytes>, SendError>,
+        F: FnOnce(
+            &mut WriteHalf,
+            Option<[u8; 4]>,
+            &mut BytesMut,
+        ) -> Result<Option<Bytes>, SendError>,
     {
         let mask = match self.role {
             Role::Client => Some(mask_key()),
@@ -418,17 +459,15 @@ impl Shared {
         if self.is_terminated() {
             return Err(WriteError::State(SendError::Closed));
         }
-        let mut proto = self.proto();
-        if !writer.tail.is_empty() {
+        if writer.rare.has_tail() {
             // A payload still waits behind the buffer (the socket was full): new frames go
             // after it, so it joins the buffer first.
-            let tail = writer.tail.take();
+            let tail = writer.rare.take_tail();
             writer.buf.get_mut().extend_from_slice(&tail);
         }
-        if let Some(tail) =
-            encode(&mut proto, mask, writer.buf.get_mut()).map_err(WriteError::State)?
-        {
-            writer.tail.set(tail);
+        let Writer { proto, buf, .. } = writer;
+        if let Some(tail) = encode(proto, mask, buf.get_mut()).map_err(WriteError::State)? {
+            writer.rare.set_tail(tail);
         }
         Ok(())
     }
@@ -442,7 +481,7 @@ impl Shared {
         result.map_err(|error| {
             self.terminate();
             writer.buf = OutBuf::default();
-            writer.tail.take();
+            writer.rare.take_tail();
             WriteError::Io(error)
         })
     }
@@ -450,9 +489,12 @@ impl Shared {
     /// Sends our close frame, bounded by the close timeout; a second call does nothing.
     pub(crate) async fn send_close(&self, frame: Option<CloseFrame>) -> Result<(), Error> {
         let timeout = self.config.close_timeout;
+        // Set before the frame goes, so a receiver that sees `closing` finds it.
+        self.writer()
+            .rare
+            .start_close_deadline(Instant::now() + timeout);
         let write = self.write_frame(|proto, mask, out| {
-            proto.conn.encode_close(frame.as_ref(), mask, out)?;
-            proto.set_close_deadline(Instant::now() + timeout);
+            proto.encode_close(frame.as_ref(), mask, out)?;
             self.closing
                 .store(true, std::sync::atomic::Ordering::Release);
             Ok(())
@@ -539,7 +581,7 @@ impl Sender {
     pub(crate) fn shared_compression(
         &self,
     ) -> Option<(tether_proto::deflate::DeflateConfig, (u8, u8))> {
-        self.shared.proto().conn.shared_compression()
+        self.shared.writer().proto.shared_compression()
     }
 
     /// Sends a ping with `payload` (at most 125 bytes). The pong is consumed by the
@@ -552,7 +594,7 @@ impl Sender {
     pub async fn ping(&self, payload: &[u8]) -> Result<(), Error> {
         match self
             .shared
-            .write_frame(|proto, mask, out| proto.conn.encode_ping(payload, mask, out))
+            .write_frame(|proto, mask, out| proto.encode_ping(payload, mask, out))
             .await
         {
             Ok(()) => Ok(()),
@@ -588,7 +630,7 @@ impl Sender {
     pub fn is_closed(&self) -> bool {
         self.shared.is_terminated()
             || !matches!(
-                self.shared.proto().conn.state(),
+                self.shared.writer().proto.state(),
                 tether_proto::CloseState::Open
             )
     }
@@ -627,7 +669,7 @@ impl Future for SendFuture<'_> {
                 return Poll::Ready(Ok(()));
             };
             let server = this.shared.role == Role::Server;
-            let encode = |proto: &mut Proto, mask, out: &mut BytesMut| {
+            let encode = |proto: &mut WriteHalf, mask, out: &mut BytesMut| {
                 encode_message(proto, message, server, mask, out)
             };
             match this.shared.start_write(this.flush, encode) {
@@ -652,24 +694,23 @@ impl Future for SendFuture<'_> {
 /// Encodes `message` into the outbox, or hands back its payload to be written after the
 /// header (a server's large payload), or uses the payload a broadcast compressed once.
 fn encode_message(
-    proto: &mut Proto,
+    proto: &mut WriteHalf,
     message: &Message,
     server: bool,
     mask: Option<[u8; 4]>,
     out: &mut BytesMut,
 ) -> Result<Option<Bytes>, SendError> {
-    let shared = proto.conn.shared_compression_key(message);
+    let shared = proto.shared_compression_key(message);
     if let Some((payload, key)) =
         shared.and_then(|key| Some((precompressed::lookup(message.payload(), key)?, key)))
     {
         proto
-            .conn
             .encode_compressed(message, &payload, key, mask, out)
             .map(|()| None)
-    } else if server && message.len() >= VECTORED_PAYLOAD_MIN && !proto.conn.compresses(message) {
-        proto.conn.encode_message_header(message, out)?;
+    } else if server && message.len() >= VECTORED_PAYLOAD_MIN && !proto.compresses(message) {
+        proto.encode_message_header(message, out)?;
         Ok(Some(message.payload().clone()))
     } else {
-        proto.conn.encode_message(message, mask, out).map(|()| None)
+        proto.encode_message(message, mask, out).map(|()| None)
     }
 }

@@ -100,9 +100,12 @@ impl WebSocket {
                 Instant::now(),
             ))
         });
-        let shared = Arc::new(Shared::new(id, role, config, Stream::new(stream)));
+        let (read, write) = Connection::new(role, config.limits)
+            .with_detach_threshold(super::reader::COPY_OUT_MAX)
+            .split();
+        let shared = Arc::new(Shared::new(id, config, Stream::new(stream), write));
         Self {
-            reader: Mutex::new(Some(Reader::new(Arc::clone(&shared), leftover))),
+            reader: Mutex::new(Some(Reader::new(Arc::clone(&shared), read, leftover))),
             sender: Sender::new(shared),
             liveness,
             protocol: None,
@@ -111,24 +114,29 @@ impl WebSocket {
 
     /// This connection with the permessage-deflate parameters the handshake negotiated
     /// (`None`: none), compressing as its config's [`deflate`](Config::deflate) says.
-    pub(crate) fn with_deflate(self, params: Option<DeflateParams>) -> Self {
+    pub(crate) fn with_deflate(mut self, params: Option<DeflateParams>) -> Self {
         if let Some(params) = params {
-            let shared = self.sender.shared();
+            let shared = Arc::clone(self.sender.shared());
             let config = shared.config.deflate.unwrap_or(match shared.role {
                 Role::Server => DeflateConfig::server(),
                 Role::Client => DeflateConfig::client(),
             });
-            let mut proto = shared.proto();
-            let plain = Connection::new(shared.role, shared.config.limits);
-            let conn = std::mem::replace(&mut proto.conn, plain);
-            proto.conn = conn.with_deflate(params, &config);
+            let (read, write) = Connection::new(shared.role, shared.config.limits)
+                .with_detach_threshold(super::reader::COPY_OUT_MAX)
+                .with_deflate(params, &config)
+                .split();
+            // Before any byte was read or written: both halves start afresh.
+            shared.writer().proto = write;
+            if let Some(reader) = self.reader_mut() {
+                reader.replace_proto(read);
+            }
         }
         self
     }
 
     /// The permessage-deflate parameters this connection negotiated, if it did.
     pub fn deflate(&self) -> Option<DeflateParams> {
-        self.sender.shared().proto().conn.deflate_params()
+        self.sender.shared().writer().proto.deflate_params()
     }
 
     /// This connection with the subprotocol agreed in the handshake.
@@ -267,7 +275,7 @@ impl WebSocket {
 
     /// How the connection ended, once it has.
     pub fn close_info(&self) -> Option<CloseInfo> {
-        self.sender.shared().proto().conn.close_info()
+        self.sender.shared().writer().proto.close_info()
     }
 
     /// Whether the connection is open, closing or closed.
