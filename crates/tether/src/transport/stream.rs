@@ -96,11 +96,9 @@ impl Stream {
                 });
                 match result {
                     Ok(read) => return Poll::Ready(Ok(read)),
-                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                        if read > 0 {
-                            return Poll::Ready(Ok(read));
-                        }
-                    }
+                    // Bytes arrived, so the error is our own signal above: no need to ask.
+                    Err(_) if read > 0 => return Poll::Ready(Ok(read)),
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
                     Err(error) => return Poll::Ready(Err(error)),
                 }
             },
