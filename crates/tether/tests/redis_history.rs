@@ -13,6 +13,7 @@
 //!   (the script's keys and channel share the room's slot).
 
 #![allow(clippy::indexing_slicing, clippy::unwrap_used)] // Tests may panic: that is how they fail.
+#![cfg(feature = "redis")]
 
 #[path = "support/outbound.rs"]
 mod outbound;
