@@ -33,6 +33,24 @@ async fn echo_text_and_binary_of_every_length_form() {
     }
 }
 
+/// A server writes a large payload straight from its buffer, after the frame header. Once it
+/// is written, the connection must hold no reference to that buffer: often it is the receive
+/// buffer the payload arrived in, which is then reused in place instead of reallocated, and an
+/// idle connection must not pin it.
+#[tokio::test]
+async fn a_large_payload_is_let_go_once_written() {
+    let (mut client, server) = pair();
+    let payload = bytes::Bytes::from(vec![5u8; 100_000]);
+    let reading = tokio::spawn(async move { client.recv().await.unwrap().unwrap().len() });
+    server.send(Message::binary(payload.clone())).await.unwrap();
+    assert_eq!(reading.await.unwrap(), 100_000);
+    assert!(
+        payload.is_unique(),
+        "the connection still refers to a payload it has written"
+    );
+    drop(server);
+}
+
 #[tokio::test]
 async fn pings_are_answered_while_receiving() {
     let (mut raw_client, b) = tokio::io::duplex(1024);

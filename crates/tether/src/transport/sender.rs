@@ -149,6 +149,11 @@ impl Rare {
     fn advance_tail(&mut self, by: usize) {
         if let Some(rare) = self.0.as_mut() {
             rare.tail.advance(by);
+            if rare.tail.is_empty() {
+                // Written: let go of the buffer it shares (often the receive buffer the
+                // payload arrived in, which can then be reused in place).
+                rare.tail = Bytes::new();
+            }
         }
     }
 
