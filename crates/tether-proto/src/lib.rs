@@ -11,6 +11,8 @@
 //!
 //! - [`Connection`] is the state machine of an open connection: [`Connection::read`] turns
 //!   received bytes into [`Event`]s, the `encode_*` methods append frames to an output buffer.
+//!   [`Connection::split`] gives its [`ReadHalf`] and [`WriteHalf`] to a transport that reads
+//!   on one task and sends on others, with no lock between them.
 //! - [`handshake`] builds and validates the opening handshake in both roles.
 //! - [`CloseCode`], [`Reason`] and [`CloseFrame`] can only hold what may be sent;
 //!   [`CloseInfo`] says how a connection ended ([`Connection::close_info`]).
