@@ -18,7 +18,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::close::CloseFrame;
 use crate::deflate::{DeflateConfig, DeflateParams, Inflater};
-use crate::ending::CloseInfo;
+use crate::ending::{CloseInfo, Side};
 use crate::error::ProtocolError;
 use crate::message::Message;
 
@@ -36,16 +36,6 @@ pub enum Role {
     Client,
     /// The server: expects masked frames, sends unmasked.
     Server,
-}
-
-/// One side of the connection, as seen from this endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[allow(clippy::exhaustive_enums)] // There are two sides.
-pub enum Side {
-    /// This endpoint.
-    Local,
-    /// The peer.
-    Remote,
 }
 
 /// Size limits. Every limit is checked when a frame header arrives, before its payload is

@@ -1,9 +1,20 @@
-//! How a connection ended: [`CloseInfo`] (who closed first) and [`CloseReason`] (the close
-//! frame, or the state when there was none). [`Connection::close_info`](crate::Connection::close_info)
-//! is the one place that decides it; every layer above reads it.
+//! How a connection ended: [`CloseInfo`] (which [`Side`] closed first) and [`CloseReason`]
+//! (the close frame, or the state when there was none). The connection's close record,
+//! [`WriteHalf::close_info`](crate::WriteHalf::close_info) (also reached as
+//! [`Connection::close_info`](crate::Connection::close_info)), is the one place that decides
+//! it; every layer above reads it.
 
 use crate::close::{CloseCode, CloseFrame};
-use crate::connection::Side;
+
+/// One side of the connection, as seen from this endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(clippy::exhaustive_enums)] // There are two sides.
+pub enum Side {
+    /// This endpoint.
+    Local,
+    /// The peer.
+    Remote,
+}
 
 /// How a connection ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -63,8 +63,8 @@ pub mod utf8;
 
 pub use close::{CloseCode, CloseFrame, InvalidCloseCode, Reason};
 pub use connection::{
-    CloseState, Connection, Event, Limits, ReadHalf, Role, SendError, Side, WriteHalf, encode_frame,
+    CloseState, Connection, Event, Limits, ReadHalf, Role, SendError, WriteHalf, encode_frame,
 };
-pub use ending::{CloseInfo, CloseReason};
+pub use ending::{CloseInfo, CloseReason, Side};
 pub use error::ProtocolError;
 pub use message::{Message, Utf8Bytes};

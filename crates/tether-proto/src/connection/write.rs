@@ -5,10 +5,10 @@
 
 use bytes::BytesMut;
 
-use super::{CloseState, RSV1, Role, SendError, Side};
+use super::{CloseState, RSV1, Role, SendError};
 use crate::close::CloseFrame;
 use crate::deflate::{DeflateConfig, DeflateParams, Deflater};
-use crate::ending::{CloseInfo, CloseReason};
+use crate::ending::{CloseInfo, CloseReason, Side};
 use crate::frame::{FrameHeader, MAX_CONTROL_PAYLOAD, Opcode, apply_mask};
 use crate::message::Message;
 
