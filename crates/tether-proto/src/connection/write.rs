@@ -83,9 +83,8 @@ impl WriteHalf {
     /// Records the peer's close frame, as the read half reported it
     /// ([`Event::Close`](super::Event::Close)): no more frames may be sent but the reply.
     pub fn note_peer_close(&mut self, frame: Option<CloseFrame>) {
-        if self.sent_close().is_none() && self.closed_by.is_none() {
-            self.closed_by = Some(Side::Remote);
-        }
+        // Ours went first if we sent one: `encode_close` has set it then.
+        self.closed_by.get_or_insert(Side::Remote);
         self.record().received = Some(frame);
     }
 

@@ -11,8 +11,8 @@
 //! - `precompressed`: payloads a broadcast compressed once for every member.
 //! - `stream`: the byte stream both sides use at once (TCP without a lock, others with one).
 //!
-//! How a connection ended is decided by the core
-//! ([`Connection::close_info`](tether_proto::Connection::close_info)); the transport only tells
+//! How a connection ended is decided by the core's close record
+//! ([`WriteHalf::close_info`](tether_proto::WriteHalf::close_info)); the transport only tells
 //! it when the stream is finished.
 //!
 //! Plain TCP is kept as it is; any other stream is boxed (`Box<dyn Io>`): rustls, hyper's

@@ -301,7 +301,6 @@ impl Reader {
             let pong =
                 shared.write_frame(|proto, mask, out| proto.encode_pong(&payload, mask, out));
             match pong.await {
-                // Closing: no pong is owed any more.
                 // Closing (no pong is owed any more), or a peer slow to read: go on.
                 Ok(()) | Err(WriteError::State(_) | WriteError::TimedOut) => Step::Continue,
                 Err(WriteError::Io(error)) => {

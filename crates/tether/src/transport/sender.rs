@@ -4,8 +4,8 @@
 //! Every frame is encoded, with the outbox locked, by the protocol's sending half into the
 //! outbox, in order, so the core's close rules see every frame and a data frame can never
 //! overtake a close frame. The lock is a plain mutex held for a moment, never across an
-//! await: one writer at a time flushes the outbox, and frames sent meanwhile queue behind and go out in the same
-//! write. `feed` queues without writing, so a burst goes out in one write; a server's large
+//! await: one writer at a time flushes the outbox, and frames sent meanwhile queue behind
+//! and go out in the same write. `feed` queues without writing, so a burst goes out in one write; a server's large
 //! payloads are written straight from their shared buffer with a vectored write, after their
 //! header.
 

@@ -6,7 +6,9 @@ use std::task::{Context, Poll};
 
 use bytes::BytesMut;
 use tether_proto::deflate::{DeflateConfig, DeflateParams};
-use tether_proto::{CloseCode, CloseFrame, Connection, Message, Reason, Role, Side};
+use tether_proto::{
+    CloseCode, CloseFrame, Connection, Message, ReadHalf, Reason, Role, Side, WriteHalf,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
@@ -100,9 +102,7 @@ impl WebSocket {
                 Instant::now(),
             ))
         });
-        let (read, write) = Connection::new(role, config.limits)
-            .with_detach_threshold(super::reader::COPY_OUT_MAX)
-            .split();
+        let (read, write) = protocol_halves(role, &config, None);
         let shared = Arc::new(Shared::new(id, config, Stream::new(stream), write));
         Self {
             reader: Mutex::new(Some(Reader::new(Arc::clone(&shared), read, leftover))),
@@ -121,10 +121,8 @@ impl WebSocket {
                 Role::Server => DeflateConfig::server(),
                 Role::Client => DeflateConfig::client(),
             });
-            let (read, write) = Connection::new(shared.role, shared.config.limits)
-                .with_detach_threshold(super::reader::COPY_OUT_MAX)
-                .with_deflate(params, &config)
-                .split();
+            let (read, write) =
+                protocol_halves(shared.role, &shared.config, Some((params, &config)));
             // Before any byte was read or written: both halves start afresh.
             shared.writer().proto = write;
             if let Some(reader) = self.reader_mut() {
@@ -392,6 +390,22 @@ impl WebSocket {
             },
         }
     }
+}
+
+/// The protocol state of a fresh connection, in its receiving and sending halves, with
+/// permessage-deflate when the handshake negotiated it.
+fn protocol_halves(
+    role: Role,
+    config: &Config,
+    deflate: Option<(DeflateParams, &DeflateConfig)>,
+) -> (ReadHalf, WriteHalf) {
+    let conn =
+        Connection::new(role, config.limits).with_detach_threshold(super::reader::COPY_OUT_MAX);
+    match deflate {
+        Some((params, deflate)) => conn.with_deflate(params, deflate),
+        None => conn,
+    }
+    .split()
 }
 
 /// What the receive loop and the heartbeat's timer produced.
